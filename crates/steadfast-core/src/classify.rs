@@ -172,8 +172,8 @@ pub fn classify_error(error: &(dyn Error + 'static)) -> Classification {
         if let Some(overloaded) = err.downcast_ref::<Overloaded>() {
             return Classification::overload().with_retry_after(overloaded.retry_after());
         }
-        if let Some(io) = err.downcast_ref::<io::Error>() {
-            if matches!(
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && matches!(
                 io.kind(),
                 io::ErrorKind::ConnectionRefused
                     | io::ErrorKind::ConnectionReset
@@ -181,9 +181,9 @@ pub fn classify_error(error: &(dyn Error + 'static)) -> Classification {
                     | io::ErrorKind::NotConnected
                     | io::ErrorKind::BrokenPipe
                     | io::ErrorKind::TimedOut
-            ) {
-                return Classification::failure().retryable(true);
-            }
+            )
+        {
+            return Classification::failure().retryable(true);
         }
         current = err.source();
     }

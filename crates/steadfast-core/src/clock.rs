@@ -172,6 +172,7 @@ mod tests {
         let clock = ManualClock::from_epoch(Duration::from_secs(7));
         let shared: Arc<dyn WallClock> = Arc::new(clock.clone());
         assert_eq!(shared.since_epoch(), Duration::from_secs(7));
-        assert_eq!((&clock).since_epoch(), Duration::from_secs(7));
+        let by_ref: &ManualClock = &clock;
+        assert_eq!(WallClock::since_epoch(&by_ref), Duration::from_secs(7));
     }
 }

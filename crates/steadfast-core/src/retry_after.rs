@@ -16,9 +16,11 @@ use std::time::{Duration, SystemTime};
 /// - `delay-seconds` gives that many seconds; a number too large for a `u64` saturates at
 ///   `u64::MAX` seconds (callers cap hints anyway).
 /// - An HTTP-date gives the time from `now` until that date; a date in the past gives zero.
+///   Dates `httpdate` cannot represent (before 1970, or with leap second `:60`) give `None`.
 /// - Surrounding spaces and tabs (HTTP's optional whitespace) are ignored.
-/// - Anything else (empty, a sign, a fraction, an unknown date form, invalid UTF-8) gives
-///   `None`. This function never panics, whatever the input.
+/// - Anything else (empty, a sign, a fraction, other surrounding whitespace such as CR or
+///   LF, an unknown date form, invalid UTF-8) gives `None`. This function never panics,
+///   whatever the input.
 ///
 /// # Example
 ///
@@ -35,16 +37,29 @@ use std::time::{Duration, SystemTime};
 /// assert_eq!(parse_retry_after(b"soon", now), None);
 /// ```
 pub fn parse_retry_after(value: &[u8], now: SystemTime) -> Option<Duration> {
-    let value = value.trim_ascii();
-    if value.is_empty() {
-        return None;
-    }
+    let value = trim_ows(value);
+    let (&first, &last) = (value.first()?, value.last()?);
     if value.iter().all(u8::is_ascii_digit) {
         return Some(Duration::from_secs(parse_saturating(value)));
+    }
+    // `httpdate` trims any whitespace (CR, LF, VT, FF too); only OWS may surround the value.
+    if !first.is_ascii_graphic() || !last.is_ascii_graphic() {
+        return None;
     }
     let text = std::str::from_utf8(value).ok()?;
     let date = httpdate::parse_http_date(text).ok()?;
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Strips HTTP's optional whitespace (`OWS = *( SP / HTAB )`) from both ends.
+fn trim_ows(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
 }
 
 /// Parses ASCII digits into a `u64`, saturating instead of overflowing.
@@ -115,6 +130,11 @@ mod tests {
             b"Sun, 06 Nov 1994 08:49:37",
             b"Sun, 32 Nov 1994 08:49:37 GMT",
             b"\xff\xfe",
+            b"5\n",
+            b"\r\n5",
+            b"\x0c5",
+            b"\x0bSun, 06 Nov 1994 08:49:37 GMT",
+            b"Sun, 06 Nov 1994 08:49:37 GMT\r\n",
         ] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
         }

@@ -1,0 +1,6 @@
+//! Atomics, swapped for loom's when model checking (`RUSTFLAGS="--cfg steadfast_loom"`).
+
+#[cfg(steadfast_loom)]
+pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+#[cfg(not(steadfast_loom))]
+pub(crate) use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,1 @@
+//! Version vectors (work in progress).
