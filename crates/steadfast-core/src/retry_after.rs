@@ -83,7 +83,10 @@ mod tests {
     fn delay_seconds() {
         let now = rfc_date();
         assert_eq!(parse_retry_after(b"0", now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after(b" 30\t", now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after(b" 30\t", now),
+            Some(Duration::from_secs(30))
+        );
         assert_eq!(
             parse_retry_after(b"99999999999999999999999", now),
             Some(Duration::from_secs(u64::MAX))

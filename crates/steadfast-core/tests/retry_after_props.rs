@@ -133,8 +133,13 @@ fn messy_input() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..48),
         "[A-Za-z0-9 ,:\t-]{0,40}".prop_map(String::into_bytes),
-        (0..=MAX_SECS, 0usize..3, any::<prop::sample::Index>(), any::<u8>()).prop_map(
-            |(t, form, i, b)| {
+        (
+            0..=MAX_SECS,
+            0usize..3,
+            any::<prop::sample::Index>(),
+            any::<u8>()
+        )
+            .prop_map(|(t, form, i, b)| {
                 let civil = Civil::from_secs(t);
                 let mut s = match form {
                     0 => civil.imf_fixdate(),
@@ -145,8 +150,7 @@ fn messy_input() -> impl Strategy<Value = Vec<u8>> {
                 let i = i.index(s.len());
                 s[i] = b;
                 s
-            }
-        ),
+            }),
     ]
 }
 
@@ -264,8 +268,9 @@ proptest! {
 
 /// A character that is neither an ASCII digit nor OWS, biased towards ASCII (controls included).
 fn non_digit_non_ows() -> impl Strategy<Value = char> {
-    prop_oneof![(0u8..0x80).prop_map(char::from), any::<char>()]
-        .prop_filter("digit or OWS", |c| !c.is_ascii_digit() && !matches!(c, ' ' | '\t'))
+    prop_oneof![(0u8..0x80).prop_map(char::from), any::<char>()].prop_filter("digit or OWS", |c| {
+        !c.is_ascii_digit() && !matches!(c, ' ' | '\t')
+    })
 }
 
 #[test]
