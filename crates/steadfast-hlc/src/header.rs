@@ -11,7 +11,7 @@ use crate::Timestamp;
 ///
 /// Its value is the packed [`Timestamp`] as exactly 16 hexadecimal digits (for example
 /// `hlc-timestamp: 0651a1c2d3e4f005`): fixed width, cheap to parse, and it sorts like time.
-/// Upper- and lower-case digits are accepted, surrounding spaces and tabs are ignored,
+/// Upper- and lower-case digits are accepted, surrounding ASCII whitespace is ignored,
 /// anything else is malformed.
 pub const DEFAULT_HEADER: HeaderName = HeaderName::from_static("hlc-timestamp");
 
@@ -31,8 +31,8 @@ pub fn encode(ts: Timestamp) -> HeaderValue {
 ///
 /// # Errors
 ///
-/// [`MalformedHeader`] unless the value is exactly 16 hex digits (after trimming spaces and
-/// tabs). Never panics.
+/// [`MalformedHeader`] unless the value is exactly 16 hex digits (after trimming ASCII
+/// whitespace). Never panics.
 pub fn decode(value: &[u8]) -> Result<Timestamp, MalformedHeader> {
     let digits = value.trim_ascii();
     if digits.len() != 16 {

@@ -213,3 +213,15 @@ async fn inner_errors_pass_through_unchanged() {
         Some(Boom)
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn server_layer_keeps_the_tower_service_contract() {
+    let _t = steadfast_test_support::trace_init();
+    steadfast_test_support::contract::check_http_layer(HlcLayer::server(clock_at(1))).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn client_layer_keeps_the_tower_service_contract() {
+    let _t = steadfast_test_support::trace_init();
+    steadfast_test_support::contract::check_http_layer(HlcLayer::client(clock_at(1))).await;
+}
