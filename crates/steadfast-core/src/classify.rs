@@ -494,9 +494,9 @@ mod tests {
 
     #[test]
     fn errors_walk_the_source_chain() {
-        let overloaded = Wrapper(Box::new(Overloaded::with_retry_after(
-            Duration::from_secs(2),
-        )));
+        let overloaded = Wrapper(Box::new(Overloaded::with_retry_after(Duration::from_secs(
+            2,
+        ))));
         assert_eq!(
             classify_error(&overloaded),
             Classification::overload().with_retry_after(Some(Duration::from_secs(2)))

@@ -22,7 +22,9 @@ pub trait WallClock: Send + Sync + fmt::Debug {
     /// zero.
     #[inline]
     fn since_epoch(&self) -> Duration {
-        self.now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO)
+        self.now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
     }
 }
 

@@ -137,7 +137,9 @@ mod tests {
     #[test]
     fn is_downcastable_through_box_error() {
         let err: BoxError = Overloaded::with_retry_after(Duration::from_secs(1)).into();
-        let back = err.downcast_ref::<Overloaded>().map(Overloaded::retry_after);
+        let back = err
+            .downcast_ref::<Overloaded>()
+            .map(Overloaded::retry_after);
         assert_eq!(back, Some(Some(Duration::from_secs(1))));
         assert_eq!(err.to_string(), "service overloaded; retry after 1s");
     }

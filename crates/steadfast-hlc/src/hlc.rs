@@ -6,8 +6,8 @@ use std::time::Duration;
 use steadfast_core::clock::{SystemClock, WallClock};
 
 use crate::sync::{AtomicU64, Ordering};
-use crate::timestamp::{LOGICAL_BITS, NodeId, Timestamp, UniqueTimestamp};
 use crate::timestamp::physical_micros_saturating;
+use crate::timestamp::{LOGICAL_BITS, NodeId, Timestamp, UniqueTimestamp};
 
 /// The default bound on how far ahead of our physical clock a remote timestamp may be:
 /// 500 ms, as in CockroachDB (`DefaultMaxClockOffset`), uhlc and YugabyteDB.

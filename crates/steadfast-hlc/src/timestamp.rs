@@ -453,7 +453,10 @@ mod tests {
         let ts = Timestamp::new(784_111_777_000_042, 3).expect("in range");
         let json = serde_json::to_string(&ts).expect("serializes");
         assert_eq!(json, "\"1994-11-06T08:49:37.000042Z,3\"");
-        assert_eq!(serde_json::from_str::<Timestamp>(&json).expect("parses"), ts);
+        assert_eq!(
+            serde_json::from_str::<Timestamp>(&json).expect("parses"),
+            ts
+        );
         assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").is_err());
     }
 }

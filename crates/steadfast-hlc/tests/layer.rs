@@ -51,30 +51,41 @@ async fn a_round_trip_orders_every_step_after_its_cause() {
         .service(handler(calls.clone()));
     let client = ServiceBuilder::new()
         .layer(HlcLayer::client(client_hlc.clone()))
-        .service(service_fn(move |req: Request<String>| {
-            let sent = header::decode(req.headers()[&DEFAULT_HEADER].as_bytes())
-                .expect("client stamped the request");
-            let server = server.clone();
-            async move {
-                let response = server.oneshot(req).await?;
-                Ok::<_, Infallible>((sent, response))
-            }
-        })
-        .map_response(|(sent, response): (Timestamp, Response<String>)| {
-            // Carry the sent stamp to the test through an extension.
-            let mut response = response;
-            response.extensions_mut().insert(sent);
-            response
-        }));
+        .service(
+            service_fn(move |req: Request<String>| {
+                let sent = header::decode(req.headers()[&DEFAULT_HEADER].as_bytes())
+                    .expect("client stamped the request");
+                let server = server.clone();
+                async move {
+                    let response = server.oneshot(req).await?;
+                    Ok::<_, Infallible>((sent, response))
+                }
+            })
+            .map_response(|(sent, response): (Timestamp, Response<String>)| {
+                // Carry the sent stamp to the test through an extension.
+                let mut response = response;
+                response.extensions_mut().insert(sent);
+                response
+            }),
+        );
 
-    let response = client.oneshot(Request::new(String::new())).await.expect("ok");
-    let sent = *response.extensions().get::<Timestamp>().expect("sent stamp");
+    let response = client
+        .oneshot(Request::new(String::new()))
+        .await
+        .expect("ok");
+    let sent = *response
+        .extensions()
+        .get::<Timestamp>()
+        .expect("sent stamp");
     let handled = Timestamp::from_u64(response.body().parse().expect("handler saw a stamp"));
     let replied =
         header::decode(response.headers()[&DEFAULT_HEADER].as_bytes()).expect("stamped reply");
 
     assert!(handled > sent, "the handler runs after the send");
-    assert!(replied > handled, "the reply is stamped after the handler ran");
+    assert!(
+        replied > handled,
+        "the reply is stamped after the handler ran"
+    );
     assert!(client_hlc.now() > replied, "the client merged the reply");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
@@ -183,14 +194,15 @@ async fn client_ignores_a_bad_response_header_and_counts_it() {
     let hlc = clock_at(3_000_000);
     let layer = HlcLayer::client(hlc.clone());
     let stats = layer.stats();
-    let client = ServiceBuilder::new()
-        .layer(layer)
-        .service(service_fn(|_req: Request<String>| async {
-            let mut res = Response::new(String::new());
-            res.headers_mut()
-                .insert(DEFAULT_HEADER, HeaderValue::from_static("garbage"));
-            Ok::<_, Infallible>(res)
-        }));
+    let client =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|_req: Request<String>| async {
+                let mut res = Response::new(String::new());
+                res.headers_mut()
+                    .insert(DEFAULT_HEADER, HeaderValue::from_static("garbage"));
+                Ok::<_, Infallible>(res)
+            }));
     let res = client
         .oneshot(Request::new(String::new()))
         .await

@@ -97,8 +97,16 @@ impl Network {
     fn event(&mut self, node: usize, ts: Timestamp) -> Result<(), TestCaseError> {
         let pt = self.pt(node);
         let n = &mut self.nodes[node];
-        prop_assert!(ts > n.last, "node {node} went backwards: {} then {}", n.last, ts);
-        prop_assert!(ts.physical_micros() >= pt, "l < pt on node {node}: {ts} at pt {pt}");
+        prop_assert!(
+            ts > n.last,
+            "node {node} went backwards: {} then {}",
+            n.last,
+            ts
+        );
+        prop_assert!(
+            ts.physical_micros() >= pt,
+            "l < pt on node {node}: {ts} at pt {pt}"
+        );
         prop_assert!(
             ts.physical_micros() - pt <= EPSILON_US as u64,
             "l - pt > ε on node {node}: {ts} at pt {pt}"

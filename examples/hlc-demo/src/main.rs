@@ -137,7 +137,9 @@ fn print_order(world: &World, title: &str, order: &[usize]) {
         let e = &world.events[i];
         let late = e
             .received_from
-            .filter(|send| order.iter().position(|x| x == send) > order.iter().position(|x| *x == i))
+            .filter(|send| {
+                order.iter().position(|x| x == send) > order.iter().position(|x| *x == i)
+            })
             .map(|_| "   <-- received before it was sent!")
             .unwrap_or("");
         println!("  #{:<2} {:<2} {}{late}", i + 1, e.node, e.what);
