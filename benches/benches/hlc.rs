@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use steadfast_core::clock::{SystemClock, WallClock};
 use hlc_gen::{HlcGenerator, HlcTimestamp};
 use steadfast_hlc::{Hlc, Timestamp};
 
@@ -51,6 +52,10 @@ fn now_one_thread(c: &mut Criterion) {
     group.bench_function("SystemTime::now_as_micros", |b| {
         b.iter(|| black_box(micros_since_epoch()))
     });
+    // steadfast-core's system clock: on Linux a direct CLOCK_REALTIME read.
+    group.bench_function("SystemClock::since_epoch", |b| {
+        b.iter(|| black_box(SystemClock.since_epoch()))
+    });
 
     let steadfast = Hlc::new();
     group.bench_function("steadfast", |b| b.iter(|| black_box(steadfast.now())));
@@ -79,6 +84,12 @@ fn now_two_threads(c: &mut Criterion) {
         b.iter_custom(|iters| raw_micros.run(iters))
     });
     drop(raw_micros);
+
+    let raw_clock = ThreadPair::new(|| SystemClock.since_epoch());
+    group.bench_function("SystemClock::since_epoch", |b| {
+        b.iter_custom(|iters| raw_clock.run(iters))
+    });
+    drop(raw_clock);
 
     let steadfast = Arc::new(Hlc::new());
     let pair = ThreadPair::new(move || steadfast.now());

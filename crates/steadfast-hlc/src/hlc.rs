@@ -17,9 +17,20 @@ pub const DEFAULT_MAX_OFFSET: Duration = Duration::from_millis(500);
 /// clock drag every node's timestamps far from real time.
 pub const MAX_MAX_OFFSET: Duration = Duration::from_secs(86_400);
 
-/// Once the packed state comes this close to `u64::MAX` (the year 2112), ticks saturate
-/// instead of wrapping. No real clock gets here; a manual clock in a test might.
+/// Once the packed state passes this (about one second before the end of the timestamp
+/// range, in 2112), ticks saturate at [`SATURATED`] instead of ever wrapping. No real clock
+/// gets here; a manual clock in a test might.
 const SATURATION_GUARD: u64 = u64::MAX - (1 << 32);
+/// Where saturated ticks stay: above every value issued before saturation, far enough below
+/// `u64::MAX` that concurrent `fetch_add`s cannot wrap.
+const SATURATED: u64 = u64::MAX - (1 << 31);
+/// The latest wall-clock reading used, so physical timestamps stay below the guard.
+const MAX_CLOCK_MICROS: u64 = (SATURATION_GUARD >> LOGICAL_BITS) - 1;
+
+/// Keeps a value on a cache line (and its neighbour, which x86 prefetches in pairs) of its
+/// own, so writes to the fields around it do not evict it from other cores.
+#[repr(align(128))]
+struct CacheLine<T>(T);
 
 /// A hybrid logical clock: timestamps that follow physical time, never go backwards, and
 /// order every event after the events that caused it, across nodes.
@@ -62,8 +73,11 @@ const SATURATION_GUARD: u64 = u64::MAX - (1 << 32);
 pub struct Hlc<C = SystemClock> {
     /// The last timestamp issued or learned.
     state: AtomicU64,
-    /// The last physical reading (µs), to notice the wall clock stepping backwards.
-    last_physical: AtomicU64,
+    /// The highest physical reading (µs) seen, stored only after `state` reached it, so a
+    /// reading at or below it can tick without touching the physical part. Also notices
+    /// the wall clock stepping backwards. On its own cache line: read on every call,
+    /// written about once per microsecond.
+    mark: CacheLine<AtomicU64>,
     backward_jumps: AtomicU64,
     clock: C,
     max_offset_micros: u64,
@@ -107,19 +121,34 @@ impl<C: WallClock> Hlc<C> {
     /// same value.
     #[inline]
     pub fn now(&self) -> Timestamp {
-        let physical = self.read_physical() << LOGICAL_BITS;
-        // Either physical time moved past everything we have seen (then it is the new
-        // timestamp), or we tick the logical counter. Each returned value is the state right
-        // after a strictly increasing change, which is what makes it unique and monotonic
-        // with no retry loop of our own.
-        let prev = self.state.fetch_max(physical, Ordering::AcqRel);
-        if prev < physical {
-            return Timestamp::from_u64(physical);
+        let physical = self.clock_micros();
+        // `mark` is the highest physical reading seen, published only after `state` has
+        // reached it (see `advance_mark`). Many calls share a microsecond, and for those one
+        // `fetch_add` on `state` issues the next logical tick: a single contended write per
+        // call, the least any shared clock can do.
+        let mark = self.mark.0.load(Ordering::Acquire);
+        if physical > mark {
+            let candidate = physical << LOGICAL_BITS;
+            let prev = self.state.fetch_max(candidate, Ordering::AcqRel);
+            self.mark.0.store(physical, Ordering::Release);
+            if prev < candidate {
+                return Timestamp::from_u64(candidate);
+            }
+        } else if mark - physical > self.jump_threshold_micros {
+            self.note_backward_jump(mark, physical);
         }
+        self.tick()
+    }
+
+    /// Issues the next logical tick: the state right after a strictly increasing change,
+    /// hence unique and monotonic. `state` is already at or past the physical reading.
+    #[inline]
+    fn tick(&self) -> Timestamp {
+        let prev = self.state.fetch_add(1, Ordering::AcqRel);
         if prev >= SATURATION_GUARD {
-            return self.saturating_tick();
+            return self.saturate();
         }
-        Timestamp::from_u64(self.state.fetch_add(1, Ordering::AcqRel) + 1)
+        Timestamp::from_u64(prev + 1)
     }
 
     /// [`now`](Self::now) with this clock's node id, for a total order across nodes.
@@ -145,8 +174,12 @@ impl<C: WallClock> Hlc<C> {
         if remote.as_u64() <= self.state.load(Ordering::Acquire) {
             return Ok(());
         }
-        let physical = self.read_physical();
-        if remote.physical_micros() > physical.saturating_add(self.max_offset_micros) {
+        let physical = self.clock_micros();
+        // A remote at the very end of the range (2112) counts as too far ahead: merging it
+        // would leave no room to tick.
+        if remote.physical_micros() > physical.saturating_add(self.max_offset_micros)
+            || remote.as_u64() >= SATURATION_GUARD
+        {
             return Err(ClockOffsetExceeded {
                 remote,
                 physical: Timestamp::from_u64(physical << LOGICAL_BITS),
@@ -174,8 +207,8 @@ impl<C: WallClock> Hlc<C> {
         Timestamp::from_u64(self.state.load(Ordering::Acquire))
     }
 
-    /// How many times the physical clock was seen stepping backwards by more than a tenth of
-    /// the max offset.
+    /// How many times the physical clock was seen more than a tenth of the max offset below
+    /// the highest reading since the last such step (each step is counted once).
     pub fn backward_jumps(&self) -> u64 {
         self.backward_jumps.load(Ordering::Relaxed)
     }
@@ -195,37 +228,39 @@ impl<C: WallClock> Hlc<C> {
         &self.clock
     }
 
-    /// Reads physical time (µs), noticing backward steps.
+    /// The wall clock in microseconds since the epoch.
     #[inline]
-    fn read_physical(&self) -> u64 {
-        let physical = physical_micros_saturating(self.clock.since_epoch());
-        let last = self.last_physical.swap(physical, Ordering::Relaxed);
-        if last > physical.saturating_add(self.jump_threshold_micros) {
-            self.note_backward_jump(last - physical);
-        }
-        physical
+    fn clock_micros(&self) -> u64 {
+        physical_micros_saturating(self.clock.since_epoch()).min(MAX_CLOCK_MICROS)
     }
 
+    /// The physical clock read `physical`, more than the jump threshold below `mark`.
     #[cold]
-    fn note_backward_jump(&self, micros: u64) {
+    fn note_backward_jump(&self, mark: u64, physical: u64) {
+        // Count each step once: whoever moves the mark down reports it. `state` stays
+        // above the lowered mark, so the mark's promise still holds.
+        if self
+            .mark
+            .0
+            .compare_exchange(mark, physical, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
         self.backward_jumps.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             target: "steadfast_hlc",
-            backwards_by = ?Duration::from_micros(micros),
+            backwards_by = ?Duration::from_micros(mark - physical),
             "wall clock stepped backwards; HLC timestamps keep increasing on the logical counter"
         );
     }
 
-    /// Ticks without ever wrapping past `u64::MAX` (the end of the timestamp range).
+    /// At the end of the range: pin the state at [`SATURATED`] so it never wraps. Timestamps
+    /// stop being unique there (they stay non-decreasing).
     #[cold]
-    fn saturating_tick(&self) -> Timestamp {
-        let prev = self
-            .state
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                Some(s.saturating_add(1))
-            })
-            .unwrap_or(u64::MAX);
-        Timestamp::from_u64(prev.saturating_add(1))
+    fn saturate(&self) -> Timestamp {
+        self.state.fetch_min(SATURATED, Ordering::AcqRel);
+        Timestamp::from_u64(SATURATED)
     }
 }
 
@@ -297,7 +332,7 @@ impl<C: WallClock> HlcBuilder<C> {
         let max_offset_micros = self.max_offset.as_micros() as u64;
         Hlc {
             state: AtomicU64::new(0),
-            last_physical: AtomicU64::new(0),
+            mark: CacheLine(AtomicU64::new(0)),
             backward_jumps: AtomicU64::new(0),
             clock: self.clock,
             max_offset_micros,
@@ -450,16 +485,23 @@ mod tests {
 
     #[test]
     fn ticks_saturate_at_the_end_of_time_instead_of_wrapping() {
+        // A wall clock far past 2112 reads as the last usable microsecond.
         let clock = ManualClock::from_epoch(Duration::from_secs(u64::MAX / 1_000_000));
         let hlc = Hlc::with_clock(clock);
         let mut last = hlc.now();
-        hlc.state.store(u64::MAX - 2, Ordering::SeqCst);
-        for _ in 0..5 {
+        assert!(last.as_u64() < SATURATION_GUARD);
+        hlc.state.store(SATURATION_GUARD - 2, Ordering::SeqCst);
+        for _ in 0..10 {
             let next = hlc.now();
-            assert!(next >= last);
+            assert!(next >= last, "{next:?} < {last:?}");
             last = next;
         }
-        assert_eq!(last, Timestamp::MAX);
+        assert_eq!(last, Timestamp::from_u64(SATURATED));
+        // Even a burst of ticks never wraps to a small value.
+        hlc.state.store(u64::MAX - 5, Ordering::SeqCst);
+        for _ in 0..10 {
+            assert_eq!(hlc.now(), Timestamp::from_u64(SATURATED));
+        }
     }
 
     #[test]

@@ -50,3 +50,36 @@ fn update_racing_now_orders_later_events_after_the_remote() {
         assert!(after_update != first && after_update != second);
     });
 }
+
+#[test]
+fn ticks_racing_a_new_microsecond_stay_at_or_above_physical_time() {
+    use steadfast_core::clock::WallClock;
+    loom::model(|| {
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_000));
+        let hlc = Arc::new(Hlc::with_clock(clock.clone()));
+        let (other, other_clock) = (hlc.clone(), clock.clone());
+        let t = thread::spawn(move || {
+            let mut out = Vec::new();
+            for _ in 0..2 {
+                let floor = other_clock.since_epoch().as_micros() as u64;
+                out.push((floor, other.now()));
+            }
+            out
+        });
+        let mut mine = Vec::new();
+        for _ in 0..2 {
+            let floor = clock.since_epoch().as_micros() as u64;
+            mine.push((floor, hlc.now()));
+            clock.advance(Duration::from_micros(1));
+        }
+        let theirs = t.join().expect("thread");
+        let mut all: Vec<Timestamp> = Vec::new();
+        for (floor, ts) in mine.iter().chain(theirs.iter()) {
+            assert!(ts.physical_micros() >= *floor, "{ts} below physical {floor}");
+            all.push(*ts);
+        }
+        assert!(mine[0].1 < mine[1].1 && theirs[0].1 < theirs[1].1);
+        all.sort_unstable();
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "duplicate: {all:?}");
+    });
+}

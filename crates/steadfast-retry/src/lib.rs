@@ -7,6 +7,7 @@ pub mod body;
 pub mod budget;
 mod error;
 pub mod future;
+pub mod hedge;
 mod layer;
 pub mod policy;
 pub mod replay;

@@ -1,0 +1,1 @@
+//! Hedged requests (work in progress).
