@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use steadfast_core::clock::{SystemClock, WallClock};
 use hlc_gen::{HlcGenerator, HlcTimestamp};
+use steadfast_core::clock::{SystemClock, WallClock};
 use steadfast_hlc::{Hlc, Timestamp};
 
 use crate::two_threads::ThreadPair;

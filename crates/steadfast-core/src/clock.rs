@@ -181,9 +181,15 @@ mod tests {
     #[test]
     fn system_clock_is_after_2020_and_both_readings_agree() {
         let fast = SystemClock.since_epoch();
-        let std = SystemClock.now().duration_since(UNIX_EPOCH).expect("after 1970");
+        let std = SystemClock
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970");
         assert!(fast > Duration::from_secs(1_577_836_800));
-        assert!(std.abs_diff(fast) < Duration::from_secs(1), "{fast:?} vs {std:?}");
+        assert!(
+            std.abs_diff(fast) < Duration::from_secs(1),
+            "{fast:?} vs {std:?}"
+        );
     }
 
     #[test]

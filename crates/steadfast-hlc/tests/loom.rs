@@ -75,7 +75,10 @@ fn ticks_racing_a_new_microsecond_stay_at_or_above_physical_time() {
         let theirs = t.join().expect("thread");
         let mut all: Vec<Timestamp> = Vec::new();
         for (floor, ts) in mine.iter().chain(theirs.iter()) {
-            assert!(ts.physical_micros() >= *floor, "{ts} below physical {floor}");
+            assert!(
+                ts.physical_micros() >= *floor,
+                "{ts} below physical {floor}"
+            );
             all.push(*ts);
         }
         assert!(mine[0].1 < mine[1].1 && theirs[0].1 < theirs[1].1);

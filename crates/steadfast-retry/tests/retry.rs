@@ -657,3 +657,64 @@ async fn the_layers_keep_the_tower_service_contract() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn grpc_pushback_is_waited_for_and_a_negative_one_stops_retries() {
+    let grpc = |headers: &'static [(&'static str, &'static str)]| {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let svc = service_fn(move |_req: Request<ReplayBody<String>>| {
+            let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                let mut res = Response::builder().header("content-type", "application/grpc");
+                let status_headers: &[(&str, &str)] = if first {
+                    headers
+                } else {
+                    &[("grpc-status", "0")]
+                };
+                for (name, value) in status_headers {
+                    res = res.header(*name, *value);
+                }
+                Ok::<_, Infallible>(res.body(String::new()).unwrap())
+            }
+        });
+        (svc, calls)
+    };
+    let layer = RetryLayer::grpc().rng(seeded()).build().expect("valid");
+
+    let (svc, calls) = grpc(&[("grpc-status", "8"), ("grpc-retry-pushback-ms", "250")]);
+    let start = Instant::now();
+    let res = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(svc)
+        .oneshot(Request::new(String::new()))
+        .await
+        .expect("ok");
+    assert_eq!(res.headers()["grpc-status"], "0");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(start.elapsed(), Duration::from_millis(250));
+
+    for headers in [
+        &[("grpc-status", "14"), ("grpc-retry-pushback-ms", "-1")][..],
+        &[("grpc-status", "8")][..],
+        &[("grpc-status", "3")][..],
+    ] {
+        let (svc, calls) = grpc(headers);
+        ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(svc)
+            .oneshot(Request::new(String::new()))
+            .await
+            .expect("ok");
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "{headers:?}");
+    }
+
+    let (svc, calls) = grpc(&[("grpc-status", "14")]);
+    ServiceBuilder::new()
+        .layer(layer)
+        .service(svc)
+        .oneshot(Request::new(String::new()))
+        .await
+        .expect("ok");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "UNAVAILABLE is retried");
+}
