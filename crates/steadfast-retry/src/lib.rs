@@ -74,6 +74,13 @@
 //! # }
 //! ```
 //!
+//! # Hedging
+//!
+//! [`HedgeLayer`] sends a second attempt when the first is slower than a delay (fixed, or
+//! a learned percentile of recent latencies) and keeps the first success, cancelling the
+//! rest: it trims the latency tail of idempotent reads. Hedges draw on the same kind of
+//! budget as retries. See the [`hedge`] module.
+//!
 //! For request types that are `Clone` and not HTTP, use [`RetryLayer::cloning`] with a
 //! classifier such as [`ErrorsAsFailures`](steadfast_core::classify::ErrorsAsFailures); for
 //! tonic channels, [`RetryLayer::grpc`].
@@ -103,6 +110,7 @@ mod service;
 mod stats;
 
 pub use crate::error::{AttemptTimedOut, DeadlineExceeded, InvalidRetryConfig};
+pub use crate::hedge::{HedgeDelay, HedgeLayer, HedgeStats};
 pub use crate::layer::{
     DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_RETRY_AFTER, RetryLayer, RetryLayerBuilder,
 };
