@@ -38,8 +38,11 @@ pub struct Move {
 }
 
 /// Which of `hashes` change owner from `before` to `after`: the keys a node must hand over
-/// (or fetch) after a membership change. Works with any pair of placements; member indices
-/// are those of each placement.
+/// (or fetch) after a membership change. Works with any pair of placements.
+///
+/// Owners are compared by index. Removing a member shifts the indices after it down by
+/// one, so after a removal map indices to ids before comparing (or use `Ring::diff` /
+/// `Maglev::diff`, which compare ids and return exact hash ranges).
 ///
 /// ```
 /// use steadfast_hash::{Placement, moves};

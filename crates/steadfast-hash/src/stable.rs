@@ -275,7 +275,11 @@ mod tests {
             ("usize 42", 42usize.stable_hash64(), GOLDEN[3]),
             ("str empty", "".stable_hash64(), GOLDEN[4]),
             ("str user:1234", "user:1234".stable_hash64(), GOLDEN[5]),
-            ("tuple (7u32, \"a\")", (7u32, "a").stable_hash64(), GOLDEN[6]),
+            (
+                "tuple (7u32, \"a\")",
+                (7u32, "a").stable_hash64(),
+                GOLDEN[6],
+            ),
             ("option none", Option::<u8>::None.stable_hash64(), GOLDEN[7]),
         ];
         for (name, got, want) in cases {
