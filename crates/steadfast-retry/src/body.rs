@@ -43,15 +43,20 @@ impl Default for ReplayHttpBody {
     }
 }
 
-/// What the HTTP strategy keeps to rebuild a request.
+/// What the HTTP strategy keeps to rebuild a request: one pointer to the shared state.
 #[derive(Debug)]
 pub struct SavedRequest<B> {
+    shared: Arc<Shared<B>>,
+}
+
+/// The request's head, kept for retries.
+#[derive(Debug)]
+struct Head {
     method: http::Method,
     uri: http::Uri,
     version: http::Version,
     headers: HeaderMap,
     extensions: http::Extensions,
-    body: Arc<Shared<B>>,
 }
 
 impl<B> ReplayStrategy<Request<B>> for ReplayHttpBody
@@ -62,40 +67,40 @@ where
     type Attempt = Request<ReplayBody<B>>;
     type Saved = SavedRequest<B>;
 
+    #[inline]
     fn first(&self, request: Request<B>, retryable: bool) -> (Self::Attempt, Option<Self::Saved>) {
-        let (parts, body) = request.into_parts();
-        let too_big = body.size_hint().lower() > self.cap as u64;
+        let too_big = request.body().size_hint().lower() > self.cap as u64;
         if !retryable || too_big {
-            let body = ReplayBody {
+            let request = request.map(|body| ReplayBody {
                 inner: Inner::Passthrough(body),
-            };
-            return (Request::from_parts(parts, body), None);
+            });
+            return (request, None);
         }
-        let shared = Arc::new(Shared::new(body, self.cap));
-        let saved = SavedRequest {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            version: parts.version,
-            headers: parts.headers.clone(),
-            extensions: parts.extensions.clone(),
-            body: shared.clone(),
+        let head = Head {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().clone(),
+            extensions: request.extensions().clone(),
         };
-        (
-            Request::from_parts(parts, ReplayBody::replaying(shared)),
-            Some(saved),
-        )
+        let (parts, body) = request.into_parts();
+        let shared = Arc::new(Shared::new(body, self.cap, head));
+        let attempt = Request::from_parts(parts, ReplayBody::replaying(shared.clone()));
+        (attempt, Some(SavedRequest { shared }))
     }
 
     fn again(&self, saved: &Self::Saved, attempt: u32) -> Option<Self::Attempt> {
-        if !saved.body.replayable() {
+        let shared = &saved.shared;
+        if !shared.replayable() {
             return None;
         }
-        let mut request = Request::new(ReplayBody::replaying(saved.body.clone()));
-        *request.method_mut() = saved.method.clone();
-        *request.uri_mut() = saved.uri.clone();
-        *request.version_mut() = saved.version;
-        *request.headers_mut() = saved.headers.clone();
-        *request.extensions_mut() = saved.extensions.clone();
+        let head = &shared.head;
+        let mut request = Request::new(ReplayBody::replaying(shared.clone()));
+        *request.method_mut() = head.method.clone();
+        *request.uri_mut() = head.uri.clone();
+        *request.version_mut() = head.version;
+        *request.headers_mut() = head.headers.clone();
+        *request.extensions_mut() = head.extensions.clone();
         set_attempt_header(request.headers_mut(), self.attempt_header.as_ref(), attempt);
         Some(request)
     }
@@ -106,6 +111,7 @@ pub struct Shared<B> {
     state: Mutex<State<B>>,
     cap: usize,
     initial_hint: SizeHint,
+    head: Head,
 }
 
 struct State<B> {
@@ -122,8 +128,9 @@ struct State<B> {
 }
 
 impl<B: Body> Shared<B> {
-    fn new(body: B, cap: usize) -> Self {
+    fn new(body: B, cap: usize, head: Head) -> Self {
         Self {
+            head,
             initial_hint: body.size_hint(),
             state: Mutex::new(State {
                 original: Some(body),

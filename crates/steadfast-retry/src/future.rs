@@ -31,7 +31,7 @@ pin_project! {
         S: Service<R::Attempt>,
     {
         #[pin]
-        state: State<S::Future>,
+        state: State<S::Future, R::Attempt>,
         // One timer, reused: the attempt timeout or deadline while calling, the backoff
         // while sleeping.
         #[pin]
@@ -39,7 +39,6 @@ pin_project! {
         timer_fires: TimerFires,
         service: S,
         saved: Option<R::Saved>,
-        next: Option<R::Attempt>,
         session: Session,
         config: Arc<Config<C, P, R>>,
     }
@@ -47,10 +46,12 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, A> {
         Calling { #[pin] future: F },
-        Sleeping,
-        Readying,
+        // The next attempt's request waits in the state, so it shares space with the
+        // attempt in flight.
+        Sleeping { next: Option<A> },
+        Readying { next: Option<A> },
         Done,
     }
 }
@@ -79,6 +80,7 @@ where
     R: ReplayStrategy<Req>,
     S: Service<R::Attempt>,
 {
+    #[inline]
     pub(crate) fn new(
         service: S,
         future: S::Future,
@@ -86,16 +88,23 @@ where
         saved: Option<R::Saved>,
         config: Arc<Config<C, P, R>>,
     ) -> Self {
-        let timed = config.attempt_timeout.is_some() || config.deadline.is_some();
-        let now = timed.then(Instant::now);
-        let deadline = now.zip(config.deadline).map(|(now, d)| now + d);
-        let mut this = Self {
+        // Everything is computed first and the future built in one literal at the end, so
+        // it is constructed in place rather than copied (it is a few hundred bytes).
+        let (deadline, timer, timer_fires) =
+            if config.attempt_timeout.is_some() || config.deadline.is_some() {
+                let now = Instant::now();
+                let deadline = config.deadline.map(|d| now + d);
+                let (at, fires) = attempt_end(&config.attempt_timeout, deadline, now);
+                (deadline, Some(tokio::time::sleep_until(at)), fires)
+            } else {
+                (None, None, TimerFires::Nothing)
+            };
+        Self {
             state: State::Calling { future },
-            timer: None,
-            timer_fires: TimerFires::Nothing,
+            timer,
+            timer_fires,
             service,
             saved,
-            next: None,
             session: Session {
                 attempts: 1,
                 eligible,
@@ -104,24 +113,7 @@ where
                 permit: None,
             },
             config,
-        };
-        if let Some(now) = now {
-            let (at, fires) = this.attempt_end(now);
-            this.timer = Some(tokio::time::sleep_until(at));
-            this.timer_fires = fires;
         }
-        this
-    }
-}
-
-impl<S, Req, C, P, R> ResponseFuture<S, Req, C, P, R>
-where
-    R: ReplayStrategy<Req>,
-    S: Service<R::Attempt>,
-{
-    /// When the attempt starting at `now` must end, and why.
-    fn attempt_end(&self, now: Instant) -> (Instant, TimerFires) {
-        attempt_end(&self.config.attempt_timeout, self.session.deadline, now)
     }
 }
 
@@ -205,36 +197,36 @@ where
                         Decision::Return => return Poll::Ready(result),
                         Decision::Retry { request, delay } => {
                             drop(result);
-                            *this.next = Some(request);
+                            let next = Some(request);
                             if delay.is_zero() {
-                                this.state.set(State::Readying);
+                                this.state.set(State::Readying { next });
                             } else {
                                 arm(this.timer.as_mut(), Instant::now() + delay);
                                 *this.timer_fires = TimerFires::BackoffOver;
-                                this.state.set(State::Sleeping);
+                                this.state.set(State::Sleeping { next });
                             }
                         }
                     }
                 }
-                StateProj::Sleeping => {
+                StateProj::Sleeping { next } => {
                     if let Some(timer) = this.timer.as_mut().as_pin_mut() {
                         ready!(timer.poll(cx));
                     }
                     *this.timer_fires = TimerFires::Nothing;
-                    this.state.set(State::Readying);
+                    let next = next.take();
+                    this.state.set(State::Readying { next });
                 }
-                StateProj::Readying => {
+                StateProj::Readying { next } => {
                     if let Err(err) = ready!(this.service.poll_ready(cx)) {
                         this.state.set(State::Done);
                         return Poll::Ready(Err(err.into()));
                     }
-                    let request = this
-                        .next
+                    let request = next
                         .take()
                         .expect("a retry request is prepared before readying");
                     let config = &**this.config;
                     this.session.attempts += 1;
-                    config.stats.record(Event::Attempt, &config.name);
+                    config.stats.record(Event::Retry, &config.name);
                     let future = this.service.call(request);
                     if config.attempt_timeout.is_some() || this.session.deadline.is_some() {
                         let (at, fires) = attempt_end(
@@ -348,7 +340,6 @@ where
         return Decision::Return;
     };
     session.permit = Some(permit);
-    config.stats.record(Event::Retry, &config.name);
     tracing::debug!(
         target: "steadfast_retry",
         name = %config.name,

@@ -83,7 +83,6 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let config = &self.config;
         config.stats.record(Event::Request, &config.name);
-        config.stats.record(Event::Attempt, &config.name);
         config.budget.on_request();
         let eligible = config.max_attempts > 1 && config.predicate.may_retry(&request);
         let (attempt, saved) = config.strategy.first(request, eligible);

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub struct RetryStats {
     requests: AtomicU64,
-    attempts: AtomicU64,
     retries: AtomicU64,
     budget_exhausted: AtomicU64,
     gave_up: AtomicU64,
@@ -23,7 +22,6 @@ pub struct RetryStats {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Event {
     Request,
-    Attempt,
     Retry,
     BudgetExhausted,
     GaveUp,
@@ -36,7 +34,6 @@ impl Event {
     fn metric(self) -> &'static str {
         match self {
             Event::Request => "steadfast_retry_requests_total",
-            Event::Attempt => "steadfast_retry_attempts_total",
             Event::Retry => "steadfast_retry_retries_total",
             Event::BudgetExhausted => "steadfast_retry_budget_exhausted_total",
             Event::GaveUp => "steadfast_retry_gave_up_total",
@@ -52,9 +49,9 @@ impl RetryStats {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// Attempts sent, first attempts included.
+    /// Attempts sent, first attempts included: requests plus retries.
     pub fn attempts(&self) -> u64 {
-        self.attempts.load(Ordering::Relaxed)
+        self.requests() + self.retries()
     }
 
     /// Retries sent (attempts after the first).
@@ -87,7 +84,6 @@ impl RetryStats {
     pub(crate) fn record(&self, event: Event, _name: &std::sync::Arc<str>) {
         let counter = match event {
             Event::Request => &self.requests,
-            Event::Attempt => &self.attempts,
             Event::Retry => &self.retries,
             Event::BudgetExhausted => &self.budget_exhausted,
             Event::GaveUp => &self.gave_up,
