@@ -122,8 +122,8 @@ impl<C: WallClock> Hlc<C> {
     #[inline]
     pub fn now(&self) -> Timestamp {
         let physical = self.clock_micros();
-        // `mark` is the highest physical reading seen, published only after `state` has
-        // reached it (see `advance_mark`). Many calls share a microsecond, and for those one
+        // `mark` is the highest physical reading seen, stored only after `state` has reached
+        // it (the `fetch_max` comes first). Many calls share a microsecond, and for those one
         // `fetch_add` on `state` issues the next logical tick: a single contended write per
         // call, the least any shared clock can do.
         let mark = self.mark.0.load(Ordering::Acquire);
