@@ -80,23 +80,31 @@ impl Overloaded {
     /// (`RESOURCE_EXHAUSTED`), a `grpc-message`, and `grpc-retry-pushback-ms` when a
     /// retry-after is known. This is the shape tonic sends for an error before any message.
     pub fn to_grpc_response<B: Default>(&self) -> Response<B> {
-        let mut response = Response::new(B::default());
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        headers.insert("grpc-status", HeaderValue::from(GRPC_RESOURCE_EXHAUSTED));
-        headers.insert(
-            "grpc-message",
-            HeaderValue::from_static("service%20overloaded"),
-        );
+        let mut response = grpc_status_response(GRPC_RESOURCE_EXHAUSTED, "service%20overloaded");
         if let Some(after) = self.retry_after {
             let millis = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
-            headers.insert("grpc-retry-pushback-ms", HeaderValue::from(millis));
+            response
+                .headers_mut()
+                .insert("grpc-retry-pushback-ms", HeaderValue::from(millis));
         }
         response
     }
+}
+
+/// A gRPC "trailers-only" response: HTTP 200, `content-type: application/grpc`,
+/// `grpc-status: <code>` and `grpc-message: <message>` in the headers and an empty body.
+/// This is the shape a server (tonic included) sends for an error before any message.
+/// `message` must already be percent-encoded, as the gRPC spec requires.
+pub fn grpc_status_response<B: Default>(code: u16, message: &'static str) -> Response<B> {
+    let mut response = Response::new(B::default());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from(code));
+    headers.insert("grpc-message", HeaderValue::from_static(message));
+    response
 }
 
 impl fmt::Display for Overloaded {

@@ -13,8 +13,8 @@ use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderName, HeaderValue, Response, StatusCode, header};
-use steadfast_core::error::BoxError;
+use http::{HeaderName, HeaderValue, Response, StatusCode};
+use steadfast_core::error::{BoxError, grpc_status_response};
 
 use crate::lease::{FencingToken, LeaseHolder};
 
@@ -244,19 +244,9 @@ impl NotLeader {
     /// A gRPC "trailers-only" response: HTTP 200 with `grpc-status: 14` (`UNAVAILABLE`), a
     /// `grpc-message`, and `x-leader` when the leader is known.
     pub fn to_grpc_response<B: Default>(&self) -> Response<B> {
-        let mut response = Response::new(B::default());
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        headers.insert("grpc-status", HeaderValue::from(GRPC_UNAVAILABLE));
-        headers.insert(
-            "grpc-message",
-            HeaderValue::from_static("not%20the%20leader"),
-        );
+        let mut response = grpc_status_response(GRPC_UNAVAILABLE, "not%20the%20leader");
         if let Some(value) = self.leader_header_value() {
-            headers.insert(DEFAULT_LEADER_HEADER, value);
+            response.headers_mut().insert(DEFAULT_LEADER_HEADER, value);
         }
         response
     }
