@@ -92,6 +92,13 @@ impl RetryStats {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        metrics::counter!(event.metric(), "name" => _name.clone()).increment(1);
+        {
+            metrics::counter!(event.metric(), "name" => _name.clone()).increment(1);
+            // Every request and every retry is an attempt.
+            if matches!(event, Event::Request | Event::Retry) {
+                metrics::counter!("steadfast_retry_attempts_total", "name" => _name.clone())
+                    .increment(1);
+            }
+        }
     }
 }
