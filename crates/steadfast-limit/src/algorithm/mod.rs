@@ -1,0 +1,236 @@
+//! Limit algorithms: pure, deterministic state machines that turn measurements into a
+//! concurrency limit.
+//!
+//! An algorithm sees one [`Sample`] per update (normally one per sampling window, see
+//! [`WindowConfig`](crate::WindowConfig)) and answers with the new limit. It knows nothing
+//! of time, tasks or services, so it can be tested, simulated and property-checked on its
+//! own:
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast_limit::algorithm::{Aimd, LimitAlgorithm, Sample};
+//!
+//! let mut aimd = Aimd::new().initial_limit(10);
+//! let used = Sample::new(Duration::from_millis(20), 10, false);
+//! assert_eq!(aimd.update(&used), 11); // the limit was used: +1
+//! let idle = Sample::new(Duration::from_millis(20), 2, false);
+//! assert_eq!(aimd.update(&idle), 11); // barely used: no growth
+//! let drop = Sample::new(Duration::from_millis(20), 11, true);
+//! assert_eq!(aimd.update(&drop), 9); // a drop: ×0.9, rounded down
+//! ```
+//!
+//! The three algorithms follow Netflix's `concurrency-limits` (`AIMDLimit`, `VegasLimit`,
+//! `Gradient2Limit`) formula for formula; each type's docs list where and why we deviate.
+//! The most important deviation is shared: **the default minimum limit is 1**, not
+//! Netflix's 20 for AIMD and Gradient2. A floor of 20 in front of a backend that can only
+//! serve 2 requests at once lets 18 requests queue, which at twice the backend's capacity
+//! is ten times its unloaded latency (Netflix's own example harness, 2 workers × 20 ms).
+//! A floor of 1 lets the limit follow a small backend all the way down; raise it with
+//! `min_limit` when a backend is known to be wide.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::InvalidLimitConfig;
+
+mod aimd;
+mod gradient2;
+mod vegas;
+
+pub use aimd::Aimd;
+pub use gradient2::{Gradient2, QueueSize};
+pub use vegas::Vegas;
+
+/// What an algorithm learns from one update: the measurements of one sampling window (or
+/// of one request, when used unwindowed).
+///
+/// Netflix passes the same triple to its limits: the window's RTT, the largest number of
+/// requests in flight (counted when each request was admitted, itself included) and
+/// whether any request was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Sample {
+    /// The window's round-trip time: the mean RTT of its successful requests (Netflix's
+    /// `AverageSampleWindow`), or of its dropped ones when none succeeded.
+    pub rtt: Duration,
+    /// The smallest RTT of the window's successful requests (the mean, for one request).
+    pub min_rtt: Duration,
+    /// The largest in-flight count seen when a request of the window was admitted,
+    /// that request included.
+    pub in_flight: usize,
+    /// Whether a request of the window was dropped: refused for overload downstream, or
+    /// timed out.
+    pub dropped: bool,
+    /// How many requests the window aggregates.
+    pub count: usize,
+}
+
+impl Sample {
+    /// A sample of one request: `rtt`, admitted with `in_flight` requests in flight (itself
+    /// included), dropped or not.
+    pub const fn new(rtt: Duration, in_flight: usize, dropped: bool) -> Self {
+        Self {
+            rtt,
+            min_rtt: rtt,
+            in_flight,
+            dropped,
+            count: 1,
+        }
+    }
+}
+
+/// A concurrency-limit algorithm: a deterministic state machine from [`Sample`]s to a
+/// limit.
+///
+/// Implementations must keep the limit at least 1 (a limit of 0 would admit nothing and so
+/// never learn again). The layer calls [`update`](Self::update) under a lock, once per
+/// sampling window, never on the admission path.
+pub trait LimitAlgorithm: fmt::Debug + Send + 'static {
+    /// The current limit (at least 1).
+    fn limit(&self) -> usize;
+
+    /// Learns from one sample and returns the new limit (at least 1).
+    fn update(&mut self, sample: &Sample) -> usize;
+
+    /// Checks the configuration; the layer's builder calls it and refuses to build on an
+    /// error. The default accepts everything.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidLimitConfig`] naming the setting out of range.
+    fn validate(&self) -> Result<(), InvalidLimitConfig> {
+        Ok(())
+    }
+
+    /// A short name for traces (`"aimd"`, `"vegas"`, `"gradient2"`).
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+}
+
+impl<A: LimitAlgorithm + ?Sized> LimitAlgorithm for Box<A> {
+    fn limit(&self) -> usize {
+        (**self).limit()
+    }
+
+    fn update(&mut self, sample: &Sample) -> usize {
+        (**self).update(sample)
+    }
+
+    fn validate(&self) -> Result<(), InvalidLimitConfig> {
+        (**self).validate()
+    }
+
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+}
+
+/// Netflix's `Log10RootFunction` with baseline 1: `max(1, floor(log10(x)))`.
+pub(crate) fn log10_root(x: usize) -> usize {
+    // `ilog10` is exact, unlike `(x as f64).log10().floor()` near powers of ten.
+    if x < 10 { 1 } else { x.ilog10() as usize }
+}
+
+/// Checks the bounds shared by every algorithm.
+pub(crate) fn check_bounds(
+    min: usize,
+    initial: usize,
+    max: usize,
+) -> Result<(), InvalidLimitConfig> {
+    if min == 0 {
+        return Err(InvalidLimitConfig::new("min_limit must be at least 1"));
+    }
+    if min > max {
+        return Err(InvalidLimitConfig::new(
+            "min_limit must not exceed max_limit",
+        ));
+    }
+    if !(min..=max).contains(&initial) {
+        return Err(InvalidLimitConfig::new(
+            "initial_limit must be between min_limit and max_limit",
+        ));
+    }
+    Ok(())
+}
+
+/// SplitMix64 (Steele, Lea and Flood), for Vegas' probe jitter: tiny, seedable, and the
+/// same numbers on every platform.
+#[derive(Debug, Clone)]
+pub(crate) struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    pub(crate) const fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
+    /// A seed that differs between processes and between calls, so a fleet of instances
+    /// does not re-probe in lockstep.
+    pub(crate) fn entropy_seed() -> u64 {
+        use std::hash::BuildHasher;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        std::collections::hash_map::RandomState::new()
+            .hash_one(COUNTER.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub(crate) fn next_f64(&mut self) -> f64 {
+        const SCALE: f64 = 1.0 / (1u64 << 53) as f64;
+        (self.next_u64() >> 11) as f64 * SCALE
+    }
+}
+
+/// Converts a float limit to the integer the limiter enforces, as Netflix's `(int)` cast
+/// does (truncation), never below 1.
+pub(crate) fn to_limit(estimate: f64) -> usize {
+    if estimate.is_nan() || estimate < 1.0 {
+        1
+    } else if estimate >= usize::MAX as f64 {
+        usize::MAX
+    } else {
+        estimate as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log10_root_matches_netflix() {
+        for (x, expected) in [
+            (0, 1),
+            (1, 1),
+            (9, 1),
+            (10, 1),
+            (99, 1),
+            (100, 2),
+            (999, 2),
+            (1000, 3),
+        ] {
+            assert_eq!(log10_root(x), expected, "{x}");
+        }
+    }
+
+    #[test]
+    fn splitmix_is_deterministic_and_in_range() {
+        let mut a = SplitMix64::new(7);
+        let mut b = SplitMix64::new(7);
+        for _ in 0..100 {
+            let x = a.next_f64();
+            assert_eq!(x, b.next_f64());
+            assert!((0.0..1.0).contains(&x));
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The [`AdaptiveConcurrency`] service.
+
+use std::fmt;
+use std::future::Future;
+use std::mem;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use steadfast_core::classify::Classify;
+use steadfast_core::error::BoxError;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use crate::future::ResponseFuture;
+use crate::layer::{Mode, QueueOrder};
+use crate::limiter::{Limiter, Permit, Reservation};
+
+/// The service made by [`AdaptiveConcurrencyLayer`](crate::AdaptiveConcurrencyLayer): admits
+/// a request only with a permit from the shared [`Limiter`].
+///
+/// `poll_ready` reserves a permit (lock-free), then drives the inner service's
+/// `poll_ready`; `call` starts the request's RTT clock and moves the permit into the
+/// response future, which gives it back when the response arrives or when it is dropped.
+/// Without a free permit, `poll_ready` is `Pending` in [`Mode::Backpressure`] (waiters are
+/// woken oldest first when a permit frees up or the limit grows) and `Ready` in
+/// [`Mode::FailFast`], where the `call` then fails at once with
+/// [`Overloaded`](steadfast_core::error::Overloaded) without reaching the inner service.
+/// [`Mode::Queue`] waits like backpressure, within the queue's capacity and timeout, and
+/// then refuses like fail-fast.
+///
+/// # Clone
+///
+/// A clone shares the limiter and clones the inner service, but not the permit reserved
+/// by the service it was cloned from: it must be made ready on its own (tower's contract).
+///
+/// # Panics
+///
+/// `call` panics if `poll_ready` did not return `Ready(Ok(()))` first.
+pub struct AdaptiveConcurrency<S, C> {
+    inner: S,
+    classifier: C,
+    timeout: Option<Duration>,
+    gate: Gate,
+}
+
+/// The service's side of the limiter: its reservation and its place among the waiters.
+/// Kept apart from the inner service so that dropping it cleans up while
+/// [`AdaptiveConcurrency::into_inner`] can still move the inner service out.
+struct Gate {
+    limiter: Arc<Limiter>,
+    mode: Mode,
+    state: State,
+    /// This service's slot in the wait list, once it has waited.
+    wait_key: Option<usize>,
+    /// Queued (or woken) and not yet admitted.
+    waiting: bool,
+    /// The wait-queue timer ([`Mode::Queue`]): allocated the first time this service
+    /// waits, then reset for each wait.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+enum State {
+    Idle,
+    Reserved(Reservation),
+    /// Fail-fast mode found no permit: the next `call` is refused.
+    Rejecting,
+}
+
+impl<S, C> AdaptiveConcurrency<S, C> {
+    pub(crate) fn new(
+        inner: S,
+        limiter: Arc<Limiter>,
+        classifier: C,
+        mode: Mode,
+        timeout: Option<Duration>,
+    ) -> Self {
+        Self {
+            inner,
+            classifier,
+            timeout,
+            gate: Gate {
+                limiter,
+                mode,
+                state: State::Idle,
+                wait_key: None,
+                waiting: false,
+                timer: None,
+            },
+        }
+    }
+
+    /// The limiter this service shares with the others of its layer.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.gate.limiter
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes this service, returning the inner one (and giving back any reserved
+    /// permit).
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl Gate {
+    /// Reserves a permit. `Ready(true)`: reserved; `Ready(false)`: none free and failing
+    /// fast; `Pending`: queued for one.
+    fn poll_acquire(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        if let Some(reservation) = self.limiter.try_reserve() {
+            self.admitted(reservation);
+            return Poll::Ready(true);
+        }
+        let lifo = match self.mode {
+            Mode::FailFast => return self.reject(),
+            Mode::Backpressure => false,
+            Mode::Queue(queue) => {
+                if !self.waiting {
+                    if self.limiter.waiters().queued() >= queue.capacity {
+                        return self.reject();
+                    }
+                    let deadline = Instant::now() + queue.timeout;
+                    match self.timer.as_mut() {
+                        Some(timer) => timer.as_mut().reset(deadline),
+                        None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                }
+                queue.order == QueueOrder::Lifo
+            }
+        };
+        self.limiter
+            .waiters()
+            .register(&mut self.wait_key, cx.waker(), lifo);
+        self.waiting = true;
+        // A permit released between the first try and the registration woke nobody: try
+        // once more now that we are queued.
+        if let Some(reservation) = self.limiter.try_reserve() {
+            self.admitted(reservation);
+            return Poll::Ready(true);
+        }
+        if let (Mode::Queue(_), Some(timer)) = (self.mode, self.timer.as_mut())
+            && timer.as_mut().poll(cx).is_ready()
+        {
+            // Waited long enough: leave the queue (passing on a wake-up we did not use)
+            // and refuse the call.
+            self.leave_queue();
+            return self.reject();
+        }
+        Poll::Pending
+    }
+
+    fn reject(&mut self) -> Poll<bool> {
+        self.state = State::Rejecting;
+        Poll::Ready(false)
+    }
+
+    fn leave_queue(&mut self) {
+        self.waiting = false;
+        if let Some(key) = self.wait_key.take() {
+            self.limiter.waiters().remove(key);
+        }
+    }
+
+    fn admitted(&mut self, reservation: Reservation) {
+        if self.waiting {
+            self.waiting = false;
+            if let Some(key) = self.wait_key {
+                self.limiter.waiters().satisfied(key);
+            }
+        }
+        self.state = State::Reserved(reservation);
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if let Some(key) = self.wait_key {
+            self.limiter.waiters().remove(key);
+        }
+        // A reservation in `state` gives its permit back as it drops.
+    }
+}
+
+impl<S: Clone, C: Clone> Clone for AdaptiveConcurrency<S, C> {
+    fn clone(&self) -> Self {
+        Self::new(
+            self.inner.clone(),
+            Arc::clone(&self.gate.limiter),
+            self.classifier.clone(),
+            self.gate.mode,
+            self.timeout,
+        )
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for AdaptiveConcurrency<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdaptiveConcurrency")
+            .field("inner", &self.inner)
+            .field("limiter", &self.gate.limiter)
+            .field("mode", &self.gate.mode)
+            .field("reserved", &matches!(self.gate.state, State::Reserved(_)))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, Req> Service<Req> for AdaptiveConcurrency<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        if !matches!(self.gate.state, State::Reserved(_)) {
+            match self.gate.poll_acquire(cx) {
+                Poll::Pending => return Poll::Pending,
+                // Fail fast: ready to refuse the call, the inner service is not needed.
+                Poll::Ready(false) => return Poll::Ready(Ok(())),
+                Poll::Ready(true) => {}
+            }
+        }
+        // Hold the permit while the inner service gets ready.
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        match mem::replace(&mut self.gate.state, State::Idle) {
+            State::Reserved(reservation) => {
+                let permit = Permit::new(reservation, Instant::now());
+                let future = self.inner.call(request);
+                ResponseFuture::running(future, permit, self.classifier.clone(), self.timeout)
+            }
+            State::Rejecting => {
+                self.gate.limiter.count_rejection();
+                tracing::trace!(
+                    target: "steadfast_limit",
+                    name = %self.gate.limiter.name(),
+                    limit = self.gate.limiter.limit(),
+                    "request rejected: no permit"
+                );
+                ResponseFuture::rejected(self.classifier.clone())
+            }
+            State::Idle => panic!("AdaptiveConcurrency::call before poll_ready returned Ready"),
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Sampling windows: many requests' measurements aggregated into one [`Sample`] per update.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::algorithm::{LimitAlgorithm, Sample};
+use crate::error::InvalidLimitConfig;
+
+/// How requests' measurements are grouped into updates of the limit, as Netflix's
+/// `WindowedLimit`.
+///
+/// A window closes at the first completion after its end **and** once it holds at least
+/// [`min_samples`](Self::min_samples) requests; its mean RTT, largest in-flight count and
+/// "any drop" flag become one [`Sample`] for the algorithm. The next window lasts
+/// `clamp(2 × the closed window's minimum RTT, min_window, max_window)`.
+///
+/// Deviations from Netflix: a window that has not collected `min_samples` requests by its
+/// end is extended rather than thrown away (Netflix's limit never moves below
+/// `min_samples` requests per window); and drops are aggregated separately: a request
+/// refused downstream in a microsecond says nothing about the backend's latency, so a
+/// dropped request's RTT enters the window's RTT only when nothing succeeded.
+///
+/// # Defaults
+///
+/// | setting | default | source |
+/// |---|---|---|
+/// | `min_window` | 1 s | Netflix `WindowedLimit` |
+/// | `max_window` | 1 s | Netflix |
+/// | `min_samples` | 10 | Netflix `windowSize` |
+/// | `min_rtt_threshold` | 100 µs | Netflix: faster successes are discarded |
+///
+/// Netflix's defaults make every window one second long whatever the RTT. For fast
+/// services with plenty of traffic, a shorter `min_window` (say 100 ms) reacts ten times
+/// faster; keep `min_samples × mean RTT / min_window` well below the concurrency you
+/// expect, or windows stretch to collect their samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowConfig {
+    min_window: Duration,
+    max_window: Duration,
+    min_samples: usize,
+    min_rtt_threshold: Duration,
+}
+
+impl WindowConfig {
+    /// Netflix's default shortest window.
+    pub const DEFAULT_MIN_WINDOW: Duration = Duration::from_secs(1);
+    /// Netflix's default longest window.
+    pub const DEFAULT_MAX_WINDOW: Duration = Duration::from_secs(1);
+    /// Netflix's default number of samples per window.
+    pub const DEFAULT_MIN_SAMPLES: usize = 10;
+    /// Netflix's default threshold under which RTTs are discarded.
+    pub const DEFAULT_MIN_RTT_THRESHOLD: Duration = Duration::from_micros(100);
+
+    /// Netflix's defaults.
+    pub const fn new() -> Self {
+        Self {
+            min_window: Self::DEFAULT_MIN_WINDOW,
+            max_window: Self::DEFAULT_MAX_WINDOW,
+            min_samples: Self::DEFAULT_MIN_SAMPLES,
+            min_rtt_threshold: Self::DEFAULT_MIN_RTT_THRESHOLD,
+        }
+    }
+
+    /// Every completion is its own update (Netflix's default without `WindowedLimit`):
+    /// zero-length windows of one sample. Reacts fastest, and noisiest.
+    pub const fn per_request() -> Self {
+        Self {
+            min_window: Duration::ZERO,
+            max_window: Duration::ZERO,
+            min_samples: 1,
+            min_rtt_threshold: Duration::ZERO,
+        }
+    }
+
+    /// The shortest window (default 1 s).
+    #[must_use]
+    pub const fn min_window(mut self, window: Duration) -> Self {
+        self.min_window = window;
+        self
+    }
+
+    /// The longest window (default 1 s).
+    #[must_use]
+    pub const fn max_window(mut self, window: Duration) -> Self {
+        self.max_window = window;
+        self
+    }
+
+    /// The fewest requests a window aggregates (default 10; at least 1).
+    #[must_use]
+    pub const fn min_samples(mut self, samples: usize) -> Self {
+        self.min_samples = samples;
+        self
+    }
+
+    /// Successful requests faster than this are discarded (default 100 µs): they were
+    /// most likely answered from a cache and say nothing about the backend.
+    #[must_use]
+    pub const fn min_rtt_threshold(mut self, threshold: Duration) -> Self {
+        self.min_rtt_threshold = threshold;
+        self
+    }
+
+    /// The length of a window after one whose minimum RTT was `min_rtt`.
+    pub fn window_after(&self, min_rtt: Duration) -> Duration {
+        min_rtt
+            .saturating_mul(2)
+            .clamp(self.min_window, self.max_window)
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidLimitConfig`] when `min_window > max_window` or `min_samples` is 0.
+    pub fn validate(&self) -> Result<(), InvalidLimitConfig> {
+        if self.min_window > self.max_window {
+            return Err(InvalidLimitConfig::new(
+                "min_window must not exceed max_window",
+            ));
+        }
+        if self.min_samples == 0 {
+            return Err(InvalidLimitConfig::new("min_samples must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The measurements of the window being filled.
+#[derive(Debug, Clone, Copy, Default)]
+struct Accumulator {
+    samples: usize,
+    rtt_count: u32,
+    rtt_sum: Duration,
+    min_rtt: Option<Duration>,
+    drop_count: u32,
+    drop_rtt_sum: Duration,
+    max_in_flight: usize,
+    dropped: bool,
+}
+
+impl Accumulator {
+    fn sample(&self) -> Sample {
+        let rtt = if self.rtt_count > 0 {
+            self.rtt_sum / self.rtt_count
+        } else if self.drop_count > 0 {
+            self.drop_rtt_sum / self.drop_count
+        } else {
+            Duration::ZERO
+        };
+        let mut sample = Sample::new(rtt, self.max_in_flight, self.dropped);
+        sample.min_rtt = self.min_rtt.unwrap_or(rtt);
+        sample.count = self.samples;
+        sample
+    }
+}
+
+/// What one closed window did to the limit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Update {
+    pub(crate) previous: usize,
+    pub(crate) limit: usize,
+    pub(crate) sample: Sample,
+}
+
+/// A limit algorithm behind sampling windows: the pure, clock-injected core of the
+/// limiter (the caller passes `now`).
+#[derive(Debug)]
+pub(crate) struct Windowed<A> {
+    config: WindowConfig,
+    algorithm: A,
+    window: Accumulator,
+    /// The end of the current window; `None` until the first sample starts one.
+    end: Option<Instant>,
+}
+
+impl<A: LimitAlgorithm> Windowed<A> {
+    pub(crate) fn new(config: WindowConfig, algorithm: A) -> Self {
+        Self {
+            config,
+            algorithm,
+            window: Accumulator::default(),
+            end: None,
+        }
+    }
+
+    /// Records one finished request; returns the update when it closed a window.
+    pub(crate) fn record(
+        &mut self,
+        now: Instant,
+        rtt: Duration,
+        in_flight: usize,
+        dropped: bool,
+    ) -> Option<Update> {
+        if !dropped && rtt < self.config.min_rtt_threshold {
+            return None;
+        }
+        let end = *self
+            .end
+            .get_or_insert_with(|| now + self.config.window_after(rtt));
+        let w = &mut self.window;
+        w.samples += 1;
+        w.max_in_flight = w.max_in_flight.max(in_flight);
+        if dropped {
+            w.dropped = true;
+            w.drop_count = w.drop_count.saturating_add(1);
+            w.drop_rtt_sum = w.drop_rtt_sum.saturating_add(rtt);
+        } else {
+            w.rtt_count = w.rtt_count.saturating_add(1);
+            w.rtt_sum = w.rtt_sum.saturating_add(rtt);
+            w.min_rtt = Some(w.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        }
+        if now < end || w.samples < self.config.min_samples {
+            return None;
+        }
+        let closed = std::mem::take(&mut self.window);
+        let sample = closed.sample();
+        self.end = Some(now + self.config.window_after(sample.min_rtt));
+        let previous = self.algorithm.limit();
+        let limit = self.algorithm.update(&sample).max(1);
+        Some(Update {
+            previous,
+            limit,
+            sample,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algorithm::Aimd;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn window_length_is_twice_min_rtt_clamped() {
+        let c = WindowConfig::new()
+            .min_window(100 * MS)
+            .max_window(1000 * MS);
+        assert_eq!(c.window_after(20 * MS), 100 * MS);
+        assert_eq!(c.window_after(200 * MS), 400 * MS);
+        assert_eq!(c.window_after(Duration::from_secs(5)), 1000 * MS);
+        assert!(c.validate().is_ok());
+        assert!(c.min_window(2000 * MS).validate().is_err());
+        assert!(c.min_samples(0).validate().is_err());
+    }
+
+    #[test]
+    fn closes_after_its_end_with_enough_samples_and_aggregates() {
+        let config = WindowConfig::new()
+            .min_window(100 * MS)
+            .max_window(100 * MS)
+            .min_samples(4);
+        let mut w = Windowed::new(config, Aimd::new().initial_limit(10));
+        let t0 = Instant::now();
+        assert!(w.record(t0, 10 * MS, 4, false).is_none());
+        assert!(w.record(t0 + 50 * MS, 30 * MS, 6, false).is_none());
+        // Past the end but only 3 samples: the window stretches to collect a fourth.
+        assert!(w.record(t0 + 150 * MS, MS, 9, true).is_none());
+        let update = w.record(t0 + 160 * MS, 20 * MS, 5, false);
+        let update = update.expect("the window closes");
+        assert_eq!(update.sample.count, 4);
+        assert_eq!(update.sample.rtt, 20 * MS, "mean of the successes only");
+        assert_eq!(update.sample.min_rtt, 10 * MS);
+        assert_eq!(update.sample.in_flight, 9);
+        assert!(update.sample.dropped);
+        assert_eq!((update.previous, update.limit), (10, 9));
+        // The next window starts empty.
+        assert!(w.record(t0 + 170 * MS, 20 * MS, 1, false).is_none());
+    }
+
+    #[test]
+    fn fast_successes_are_discarded_but_fast_drops_are_not() {
+        let mut w = Windowed::new(
+            WindowConfig::per_request().min_rtt_threshold(MS),
+            Aimd::new().initial_limit(10),
+        );
+        let t0 = Instant::now();
+        assert!(w.record(t0, Duration::from_micros(10), 10, false).is_none());
+        let update = w.record(t0, Duration::from_micros(10), 10, true);
+        assert_eq!(update.map(|u| u.limit), Some(9));
+    }
+}
