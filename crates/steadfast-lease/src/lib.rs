@@ -15,7 +15,8 @@
 //!   transition a compare-and-set; tokens ([`FencingToken`]) strictly increasing per name
 //!   across changes of holder and never reset; expiry decided by the store's own clock.
 //! - [`MemoryLeaseStore`]: the embedded default (tokio's monotonic clock, so tests can
-//!   pause time). Redis, PostgreSQL and etcd backends are planned behind features.
+//!   pause time). `RedisLeaseStore` (feature `redis`) and `PostgresLeaseStore` (feature
+//!   `postgres`) for fleets; an etcd backend is planned.
 //! - [`Singleton`]: runs a job only while this replica holds the lease. It campaigns with
 //!   jitter, renews every ttl/3, computes its own deadline from the instant the last
 //!   successful renewal was **sent** (ttl minus a safety margin, on the monotonic clock),
@@ -84,24 +85,27 @@
 //! # Time
 //!
 //! Expiry is measured on monotonic clocks only: the store's own (tokio's `Instant` for the
-//! memory store, the database server's clock for the planned database backends) for when the
+//! memory store, Redis's `PX` expiry, PostgreSQL's `clock_timestamp()`) for when the
 //! lease ends, and the holder's own for its deadline. No decision compares a wall time
 //! written by one machine with another machine's clock (the pitfall of
 //! `kube-leader-election` and `kube-lease-manager`), so wall-clock steps do not change who
 //! holds a lease. Clock *rate* differences are what the safety margin absorbs.
 //!
-//! # Planned backends
+//! # Backends
 //!
 //! | backend | feature | acquire | token |
 //! |---|---|---|---|
 //! | Redis | `redis` | one Lua script: `SET key holder:token NX PX ttl` + `INCR counter`; renew and release compare holder and token | the `INCR`ed counter; a failover can lose it, which is why [`FenceGate`] also refuses an equal token from another holder |
 //! | PostgreSQL | `postgres` | `INSERT … ON CONFLICT … WHERE expires_at <= clock_timestamp()`; rows never deleted | the `token` column |
-//! | etcd | `etcd` | lease grant + keep-alive every ttl/3, txn on `create_revision == 0` | the key's create revision |
+//! | etcd (planned) | `etcd` | lease grant + keep-alive every ttl/3, txn on `create_revision == 0` | the key's create revision |
 //!
 //! # Feature flags
 //!
 //! - `test-util`: the `faulty` module: `FaultyStore`, a fault-injecting [`LeaseStore`]
 //!   wrapper (unreachable, hanging, slow, lost replies, conflicts) with a call log.
+//! - `redis`: `RedisLeaseStore` (the `redis` crate, async, a `ConnectionManager`).
+//! - `postgres`: `PostgresLeaseStore` (`tokio-postgres`), with `ensure_schema()` and
+//!   `fence_predicate()` for fenced writes inside the database.
 //!
 //! # Supported Rust versions
 //!
@@ -118,6 +122,12 @@ pub mod future;
 mod layer;
 mod lease;
 mod memory;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+mod postgres;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+mod redis;
 mod rng;
 mod service;
 pub mod singleton;
@@ -125,6 +135,12 @@ mod state;
 mod store;
 mod util;
 
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use self::postgres::PostgresLeaseStore;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::RedisLeaseStore;
 pub use error::{Fenced, LeaseError, LeaseLost, NotLeader, Stopped, StoreError};
 pub use fence::FenceGate;
 pub use layer::{LeaderOnlyLayer, RejectError, RejectHttp};
