@@ -145,6 +145,36 @@
 //! Set the lease above the handler's timeout: a handler still running when its lease
 //! expires can be run again by a retry.
 //!
+//! # Client side
+//!
+//! [`IdempotencyKeyLayer`] is the client's half: it adds `Idempotency-Key: <random UUID v4>`
+//! to each `POST` and `PATCH` request that has no key yet. Put it **outside** (before) the
+//! retry layer, so it runs once per request and every retry resends the same key; the key
+//! is also what lets `steadfast_retry` retry a `POST` at all. See [`client`] for details.
+//!
+//! ```
+//! use http::Request;
+//! use steadfast_idempotency::IdempotencyKeyLayer;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let send = service_fn(|req: Request<()>| async move {
+//!     Ok::<_, std::convert::Infallible>(req.headers().get("idempotency-key").cloned())
+//! });
+//! let client = ServiceBuilder::new()
+//!     .layer(IdempotencyKeyLayer::new())
+//!     // .layer(steadfast_retry::RetryLayer::http().build()?)   // retries go here, inside
+//!     .service(send);
+//!
+//! let key = client.clone().oneshot(Request::post("/orders").body(())?).await?;
+//! assert_eq!(key.expect("a POST gets a key").len(), 36); // a hyphenated UUID
+//! let key = client.oneshot(Request::get("/orders").body(())?).await?;
+//! assert!(key.is_none()); // a GET is idempotent already
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Feature flags
 //!
 //! - `metrics`: emit [`IdempotencyStats`]' events as `metrics` counters named
@@ -157,6 +187,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod body;
+pub mod client;
 mod error;
 pub mod future;
 mod key;
@@ -169,6 +200,7 @@ mod service;
 mod stats;
 mod store;
 
+pub use crate::client::{AddIdempotencyKey, IdempotencyKeyLayer, KeyGenerator, UuidV4Keys};
 pub use crate::error::{CapacityExceeded, InvalidIdempotencyConfig};
 pub use crate::key::{IdempotencyKey, KeyError, MAX_KEY_LEN, parse_idempotency_key};
 pub use crate::layer::{
