@@ -15,8 +15,8 @@
 //!   transition a compare-and-set; tokens ([`FencingToken`]) strictly increasing per name
 //!   across changes of holder and never reset; expiry decided by the store's own clock.
 //! - [`MemoryLeaseStore`]: the embedded default (tokio's monotonic clock, so tests can
-//!   pause time). `RedisLeaseStore` (feature `redis`) and `PostgresLeaseStore` (feature
-//!   `postgres`) for fleets; an etcd backend is planned.
+//!   pause time). `RedisLeaseStore` (feature `redis`), `PostgresLeaseStore` (feature
+//!   `postgres`) and `EtcdLeaseStore` (feature `etcd`) for fleets.
 //! - [`Singleton`]: runs a job only while this replica holds the lease. It campaigns with
 //!   jitter, renews every ttl/3, computes its own deadline from the instant the last
 //!   successful renewal was **sent** (ttl minus a safety margin, on the monotonic clock),
@@ -85,8 +85,8 @@
 //! # Time
 //!
 //! Expiry is measured on monotonic clocks only: the store's own (tokio's `Instant` for the
-//! memory store, Redis's `PX` expiry, PostgreSQL's `clock_timestamp()`) for when the
-//! lease ends, and the holder's own for its deadline. No decision compares a wall time
+//! memory store, Redis's `PX` expiry, PostgreSQL's `clock_timestamp()`, etcd's lessor) for
+//! when the lease ends, and the holder's own for its deadline. No decision compares a wall time
 //! written by one machine with another machine's clock (the pitfall of
 //! `kube-leader-election` and `kube-lease-manager`), so wall-clock steps do not change who
 //! holds a lease. Clock *rate* differences are what the safety margin absorbs.
@@ -97,7 +97,7 @@
 //! |---|---|---|---|
 //! | Redis | `redis` | one Lua script: `SET key holder:token NX PX ttl` + `INCR counter`; renew and release compare holder and token | the `INCR`ed counter; a failover can lose it, which is why [`FenceGate`] also refuses an equal token from another holder |
 //! | PostgreSQL | `postgres` | `INSERT … ON CONFLICT … WHERE expires_at <= clock_timestamp()`; rows never deleted | the `token` column |
-//! | etcd (planned) | `etcd` | lease grant + keep-alive every ttl/3, txn on `create_revision == 0` | the key's create revision |
+//! | etcd | `etcd` | lease grant (`ceil(ttl)` whole seconds) + txn on `create_revision == 0` putting the holder with the lease; renew = txn compare (create revision, holder) + one keep-alive, every ttl/3 | the key's create revision: strictly increasing, never reset, not consecutive |
 //!
 //! # Feature flags
 //!
@@ -106,6 +106,8 @@
 //! - `redis`: `RedisLeaseStore` (the `redis` crate, async, a `ConnectionManager`).
 //! - `postgres`: `PostgresLeaseStore` (`tokio-postgres`), with `ensure_schema()` and
 //!   `fence_predicate()` for fenced writes inside the database.
+//! - `etcd`: `EtcdLeaseStore` (`etcd-client`; its build needs `protoc`, Debian's
+//!   `protobuf-compiler`).
 //!
 //! # Supported Rust versions
 //!
@@ -114,6 +116,9 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod error;
+#[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+mod etcd;
 #[cfg(any(test, feature = "test-util"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod faulty;
@@ -135,6 +140,9 @@ mod state;
 mod store;
 mod util;
 
+#[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+pub use self::etcd::EtcdLeaseStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use self::postgres::PostgresLeaseStore;

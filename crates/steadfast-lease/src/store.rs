@@ -6,8 +6,8 @@ use std::sync::Arc;
 use crate::error::{LeaseError, StoreError};
 use crate::lease::{Lease, LeaseHolder, LeaseTerms};
 
-/// A place that keeps leases: memory ([`MemoryLeaseStore`](crate::MemoryLeaseStore)), and
-/// later Redis, PostgreSQL and etcd.
+/// A place that keeps leases: memory ([`MemoryLeaseStore`](crate::MemoryLeaseStore)),
+/// Redis, PostgreSQL or etcd (behind their features).
 ///
 /// # Contract
 ///

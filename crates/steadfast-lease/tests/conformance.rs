@@ -1,6 +1,7 @@
-//! One conformance suite for every [`LeaseStore`] backend: the memory store always, Redis
-//! and PostgreSQL with their features, against the servers named by `STEADFAST_REDIS_URL`
-//! and `STEADFAST_POSTGRES_URL` (`.ci/run` starts them).
+//! One conformance suite for every [`LeaseStore`] backend: the memory store always, Redis,
+//! PostgreSQL and etcd with their features, against the servers named by
+//! `STEADFAST_REDIS_URL`, `STEADFAST_POSTGRES_URL` and `STEADFAST_ETCD_ENDPOINTS` (a
+//! comma-separated list; `.ci/run` starts them).
 //!
 //! With a variable unset, that backend's tests print `skipped: … not set` and pass, except
 //! under `CI=true`, where they fail: CI must not silently skip a backend.
@@ -9,6 +10,10 @@
 //! timing checks use short ttls and real sleeps, and assert "still held" only when the
 //! check's answer arrived before the ttl could have run out. Every test gets its own
 //! namespace (a key prefix, a schema) so servers outliving runs never collide.
+//!
+//! etcd counts ttls in whole seconds (at least 2 s with its default election timeout) and
+//! reaps expired leases every 500 ms, so its backend uses longer ttls and slack, and its
+//! tokens (create revisions) increase but are not consecutive.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,8 +38,18 @@ fn long() -> LeaseTerms {
     LeaseTerms::new(LONG)
 }
 
-fn short() -> LeaseTerms {
-    LeaseTerms::new(SHORT)
+fn short<B: Backend>() -> LeaseTerms {
+    LeaseTerms::new(B::SHORT)
+}
+
+/// Checks that `token` follows `previous` (0: none yet): by one when the backend's tokens
+/// are consecutive, otherwise just higher.
+fn assert_next<B: Backend>(previous: u64, token: FencingToken, what: &str) {
+    if B::CONSECUTIVE_TOKENS {
+        assert_eq!(token.get(), previous + 1, "{what}");
+    } else {
+        assert!(token.get() > previous, "{what}: {token:?} after {previous}");
+    }
 }
 
 /// The value of the variable `var` naming a backend server, or `None` (after printing
@@ -43,7 +58,10 @@ fn short() -> LeaseTerms {
 /// # Panics
 ///
 /// When it is unset and `CI=true`: CI starts every backend, so a missing one is a bug.
-#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "redis", feature = "postgres", feature = "etcd")),
+    allow(dead_code)
+)]
 fn backend_env(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(value) if !value.is_empty() => Some(value),
@@ -59,7 +77,10 @@ fn backend_env(var: &str) -> Option<String> {
 
 /// A unique suffix for namespaces: process id and time, so concurrent and later runs
 /// against the same server never share keys or schemas.
-#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "redis", feature = "postgres", feature = "etcd")),
+    allow(dead_code)
+)]
 fn unique(test: &str) -> String {
     let nanos = SystemClock
         .now()
@@ -72,6 +93,19 @@ fn unique(test: &str) -> String {
 /// A backend under test: an isolated namespace on one server.
 trait Backend: Sized {
     type Store: LeaseStore + Clone + 'static;
+
+    /// A short ttl, for the checks that wait for an expiry.
+    const SHORT: Duration = SHORT;
+    /// Slack added after an expiry before checking it.
+    const SLACK: Duration = SLACK;
+    /// The ttl of the renewal check (renewed after 5/8 of it).
+    const RENEW_TTL: Duration = Duration::from_millis(400);
+    /// The takeover delay of its check (more than `SLACK`).
+    const TAKEOVER_DELAY: Duration = Duration::from_millis(400);
+    /// The singletons' ttl in the failover check.
+    const FAILOVER_TTL: Duration = Duration::from_millis(600);
+    /// Whether tokens go up by exactly one per new holder (etcd's revisions do not).
+    const CONSECUTIVE_TOKENS: bool = true;
 
     /// Sets up a fresh namespace for `test`, or `None` when the backend is skipped.
     async fn setup(test: &str) -> Option<Self>;
@@ -183,6 +217,53 @@ impl Backend for Postgres {
     }
 }
 
+#[cfg(feature = "etcd")]
+struct Etcd {
+    endpoints: Vec<String>,
+    prefix: String,
+}
+
+#[cfg(feature = "etcd")]
+impl Backend for Etcd {
+    type Store = steadfast_lease::EtcdLeaseStore;
+
+    // Whole seconds, at least etcd's default minimum ttl (2 s); expired leases are reaped
+    // every 500 ms.
+    const SHORT: Duration = Duration::from_secs(2);
+    const SLACK: Duration = Duration::from_millis(800);
+    const RENEW_TTL: Duration = Duration::from_secs(2);
+    const TAKEOVER_DELAY: Duration = Duration::from_secs(2);
+    const FAILOVER_TTL: Duration = Duration::from_secs(2);
+    const CONSECUTIVE_TOKENS: bool = false;
+
+    async fn setup(test: &str) -> Option<Self> {
+        let endpoints = backend_env("STEADFAST_ETCD_ENDPOINTS")?;
+        let endpoints = endpoints.split(',').map(str::to_owned).collect();
+        let prefix = format!("steadfast-test/{}/", unique(test));
+        Some(Self { endpoints, prefix })
+    }
+
+    async fn connect(&self) -> Self::Store {
+        steadfast_lease::EtcdLeaseStore::connect(&self.endpoints)
+            .await
+            .expect("connect to etcd")
+            .with_prefix(self.prefix.as_str())
+    }
+
+    async fn teardown(self) {
+        let store = self.connect().await;
+        store
+            .client()
+            .kv_client()
+            .delete(
+                self.prefix.as_str(),
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            )
+            .await
+            .unwrap();
+    }
+}
+
 // --- The checks ------------------------------------------------------------------------
 
 /// Acquire, renew, re-acquire by the same holder, release and `current`.
@@ -192,7 +273,8 @@ async fn basics<B: Backend>(backend: &B) {
 
     let a = store.try_acquire("job", "a", long()).await.unwrap();
     let a = a.expect("a free name is acquired");
-    assert_eq!((a.name(), a.holder(), a.token()), ("job", "a", 1.into()));
+    assert_eq!((a.name(), a.holder()), ("job", "a"));
+    assert_next::<B>(0, a.token(), "first token");
     assert_eq!(a.ttl(), LONG);
     assert!(
         store
@@ -216,10 +298,18 @@ async fn basics<B: Backend>(backend: &B) {
     assert!(store.renew(&a).await.unwrap_err().is_lost());
 
     let b = store.try_acquire("job", "b", long()).await.unwrap();
-    assert_eq!(b.expect("released").token(), 2.into());
+    assert_next::<B>(
+        a.token().get(),
+        b.expect("released").token(),
+        "after a release",
+    );
     // Another name has its own counter.
     let other = store.try_acquire("other", "a", long()).await.unwrap();
-    assert_eq!(other.expect("free").token(), 1.into());
+    if B::CONSECUTIVE_TOKENS {
+        assert_eq!(other.expect("free").token(), 1.into());
+    } else {
+        assert!(other.is_some(), "free");
+    }
 }
 
 /// Renew and release compare name, holder and token: anything forged is lost.
@@ -255,13 +345,13 @@ async fn tokens_never_reset<B: Backend>(backend: &B) {
         // Holders change every other round: the same holder after its own release or
         // expiry still gets a new token.
         let holder = format!("h{}", round / 2);
-        let terms = if round % 3 == 2 { short() } else { long() };
+        let terms = if round % 3 == 2 { short::<B>() } else { long() };
         let lease = store.try_acquire("n", &holder, terms).await.unwrap();
         let lease = lease.unwrap_or_else(|| panic!("round {round}: free"));
-        assert_eq!(lease.token().get(), last + 1, "round {round}");
+        assert_next::<B>(last, lease.token(), &format!("round {round}"));
         last = lease.token().get();
         if round % 3 == 2 {
-            tokio::time::sleep(SHORT + SLACK).await; // expires
+            tokio::time::sleep(B::SHORT + B::SLACK).await; // expires
             assert!(store.current("n").await.unwrap().is_none());
         } else {
             store.release(&lease).await.unwrap();
@@ -271,7 +361,11 @@ async fn tokens_never_reset<B: Backend>(backend: &B) {
 
 /// `CONTENDERS` tasks, each with its own connection, try to acquire `name` at once;
 /// returns the winners' tokens.
-async fn race<S: LeaseStore + Clone + 'static>(stores: &[S], name: &str) -> Vec<FencingToken> {
+async fn race<S: LeaseStore + Clone + 'static>(
+    stores: &[S],
+    name: &str,
+    terms: LeaseTerms,
+) -> Vec<FencingToken> {
     let barrier = Arc::new(Barrier::new(stores.len()));
     let tasks: Vec<_> = stores
         .iter()
@@ -281,7 +375,7 @@ async fn race<S: LeaseStore + Clone + 'static>(stores: &[S], name: &str) -> Vec<
             tokio::spawn(async move {
                 barrier.wait().await;
                 let holder = format!("c{i}");
-                store.try_acquire(&name, &holder, short()).await.unwrap()
+                store.try_acquire(&name, &holder, terms).await.unwrap()
             })
         })
         .collect();
@@ -301,17 +395,26 @@ async fn contenders_race<B: Backend>(backend: &B) {
     for _ in 0..CONTENDERS {
         stores.push(backend.connect().await);
     }
+    let one_winner = |winners: Vec<FencingToken>, previous: u64, what: &str| {
+        assert_eq!(winners.len(), 1, "{what}: winners {winners:?}");
+        assert_next::<B>(previous, winners[0], what);
+        winners[0].get()
+    };
+    let mut r0 = 0;
     for name in ["r0", "r1", "r2", "r3"] {
-        assert_eq!(race(&stores, name).await, [FencingToken::new(1)], "{name}");
+        let token = one_winner(race(&stores, name, short::<B>()).await, 0, name);
+        if name == "r0" {
+            r0 = token;
+        }
     }
     // Released: free at once.
     let holder = stores[0].current("r0").await.unwrap().expect("held");
-    let lease = Lease::new("r0", holder.id(), holder.token(), short());
+    let lease = Lease::new("r0", holder.id(), holder.token(), short::<B>());
     stores[0].release(&lease).await.unwrap();
-    assert_eq!(race(&stores, "r0").await, [FencingToken::new(2)]);
+    let r0 = one_winner(race(&stores, "r0", short::<B>()).await, r0, "released");
     // Expired.
-    tokio::time::sleep(SHORT + SLACK).await;
-    assert_eq!(race(&stores, "r0").await, [FencingToken::new(3)]);
+    tokio::time::sleep(B::SHORT + B::SLACK).await;
+    one_winner(race(&stores, "r0", short::<B>()).await, r0, "expired");
 }
 
 /// A lease nobody renews expires after its ttl, by the store's clock: then nobody holds
@@ -319,35 +422,43 @@ async fn contenders_race<B: Backend>(backend: &B) {
 async fn expires_after_ttl<B: Backend>(backend: &B) {
     let store = backend.connect().await;
     let sent = Instant::now();
-    let a = store.try_acquire("n", "a", short()).await.unwrap().unwrap();
+    let a = store
+        .try_acquire("n", "a", short::<B>())
+        .await
+        .unwrap()
+        .unwrap();
     let acquired = Instant::now();
     let held = store.current("n").await.unwrap();
-    if sent.elapsed() < SHORT {
+    if sent.elapsed() < B::SHORT {
         assert_eq!(held.expect("within the ttl").token(), a.token());
     }
-    tokio::time::sleep_until(acquired + SHORT + SLACK).await;
+    tokio::time::sleep_until(acquired + B::SHORT + B::SLACK).await;
     assert!(store.current("n").await.unwrap().is_none());
     assert!(store.renew(&a).await.unwrap_err().is_lost());
     assert!(store.release(&a).await.unwrap_err().is_lost());
-    let b = store.try_acquire("n", "b", short()).await.unwrap().unwrap();
+    let b = store
+        .try_acquire("n", "b", short::<B>())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(b.token() > a.token());
 }
 
 /// A renewal restarts the ttl from when the store handles it.
 async fn renew_extends<B: Backend>(backend: &B) {
     let store = backend.connect().await;
-    let terms = LeaseTerms::new(Duration::from_millis(400));
+    let terms = LeaseTerms::new(B::RENEW_TTL);
     let lease = store.try_acquire("n", "a", terms).await.unwrap().unwrap();
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(B::RENEW_TTL * 5 / 8).await;
     let sent = Instant::now();
     store.renew(&lease).await.unwrap();
     let renewed = Instant::now();
-    tokio::time::sleep(Duration::from_millis(250)).await; // 500 ms after the acquisition
+    tokio::time::sleep(B::RENEW_TTL * 5 / 8).await; // past the first ttl
     let held = store.current("n").await.unwrap();
     if sent.elapsed() < terms.ttl() {
         assert_eq!(held.expect("renewed").token(), lease.token());
     }
-    tokio::time::sleep_until(renewed + terms.ttl() + SLACK).await;
+    tokio::time::sleep_until(renewed + terms.ttl() + B::SLACK).await;
     assert!(store.current("n").await.unwrap().is_none());
 }
 
@@ -357,11 +468,11 @@ async fn stale_holder_is_lost<B: Backend>(backend: &B) {
     let a_store = backend.connect().await;
     let b_store = backend.connect().await;
     let a = a_store
-        .try_acquire("n", "a", short())
+        .try_acquire("n", "a", short::<B>())
         .await
         .unwrap()
         .unwrap();
-    tokio::time::sleep(SHORT + SLACK).await;
+    tokio::time::sleep(B::SHORT + B::SLACK).await;
     let b = b_store
         .try_acquire("n", "b", long())
         .await
@@ -386,20 +497,20 @@ async fn stale_holder_is_lost<B: Backend>(backend: &B) {
 /// anyone may at once.
 async fn takeover_delay<B: Backend>(backend: &B) {
     let store = backend.connect().await;
-    let delay = Duration::from_millis(400);
-    let terms = short().with_takeover_delay(delay);
+    let delay = B::TAKEOVER_DELAY;
+    let terms = short::<B>().with_takeover_delay(delay);
     let sent = Instant::now();
     let a = store.try_acquire("n", "a", terms).await.unwrap().unwrap();
     let acquired = Instant::now();
-    tokio::time::sleep_until(acquired + SHORT + Duration::from_millis(50)).await;
+    tokio::time::sleep_until(acquired + B::SHORT + (B::SLACK + delay) / 2).await;
     assert!(store.current("n").await.unwrap().is_none());
     let b = store.try_acquire("n", "b", long()).await.unwrap();
     let a_again = store.try_acquire("n", "a", long()).await.unwrap();
-    if sent.elapsed() < SHORT + delay {
+    if sent.elapsed() < B::SHORT + delay {
         assert!(b.is_none(), "taken within the takeover delay");
         assert!(a_again.is_none(), "taken within the takeover delay");
     }
-    tokio::time::sleep_until(acquired + SHORT + delay + SLACK).await;
+    tokio::time::sleep_until(acquired + B::SHORT + delay + B::SLACK).await;
     let b = store
         .try_acquire("n", "b", terms)
         .await
@@ -419,14 +530,14 @@ async fn takeover_delay<B: Backend>(backend: &B) {
 /// renewals); B takes over with a higher token within about ttl + one retry period of the
 /// kill, and the resource refuses A's old token. Prints the failover time.
 async fn singleton_failover<B: Backend>(backend: &B) {
-    const TTL: Duration = Duration::from_millis(600);
+    let ttl = B::FAILOVER_TTL;
     const RETRY: Duration = Duration::from_millis(100);
     let gate = Arc::new(FenceGate::new());
     let (started, mut starts) = mpsc::unbounded_channel();
 
     let spawn = |store: B::Store, holder: &'static str| {
         let singleton = Singleton::builder(store, "singleton", holder)
-            .ttl(TTL)
+            .ttl(ttl)
             .retry_period(RETRY)
             .build()
             .unwrap();
@@ -450,16 +561,16 @@ async fn singleton_failover<B: Backend>(backend: &B) {
     assert_eq!(holder, "a");
     let b = spawn(backend.connect().await, "b");
     // A leads through a few renewals while B campaigns.
-    tokio::time::sleep(TTL).await;
+    tokio::time::sleep(ttl).await;
     a.abort();
     let killed = Instant::now();
-    let (holder, b_token, b_started) = tokio::time::timeout(TTL * 4, starts.recv())
+    let (holder, b_token, b_started) = tokio::time::timeout(ttl * 4, starts.recv())
         .await
         .unwrap()
         .unwrap();
     let failover = b_started - killed;
     eprintln!(
-        "failover ({}): {failover:?} (ttl {TTL:?}, retry period {RETRY:?})",
+        "failover ({}): {failover:?} (ttl {ttl:?}, retry period {RETRY:?})",
         std::any::type_name::<B>()
     );
     assert_eq!(holder, "b");
@@ -467,7 +578,7 @@ async fn singleton_failover<B: Backend>(backend: &B) {
     // A renews every ttl/3, so its lease ends at most a ttl after the kill, and B tries
     // once per retry period; allow some scheduling slack on a busy machine.
     assert!(
-        failover <= TTL + RETRY + SLACK * 2,
+        failover <= ttl + RETRY + B::SLACK * 2,
         "failover took {failover:?}"
     );
     tokio::time::sleep(Duration::from_millis(50)).await; // B has written
@@ -528,6 +639,8 @@ suite!(memory, Memory);
 suite!(redis_store, Redis);
 #[cfg(feature = "postgres")]
 suite!(postgres_store, Postgres);
+#[cfg(feature = "etcd")]
+suite!(etcd_store, Etcd);
 
 /// The documented fenced write inside PostgreSQL: a write guarded by the lease row
 /// applies for the live token and is refused for a stale one.
@@ -566,7 +679,7 @@ async fn postgres_fenced_write() {
     };
 
     let a = store
-        .try_acquire("job", "a", short())
+        .try_acquire("job", "a", short::<Postgres>())
         .await
         .unwrap()
         .unwrap();
@@ -667,6 +780,79 @@ async fn postgres_unreachable_is_a_store_error() {
     let lease = Lease::new("n", "a", FencingToken::new(1), long());
     assert!(!store.renew(&lease).await.unwrap_err().is_lost());
     assert!(!store.release(&lease).await.unwrap_err().is_lost());
+}
+
+/// An unreachable etcd is a `StoreError` (unknown), never a lost lease.
+#[cfg(feature = "etcd")]
+#[tokio::test]
+async fn etcd_unreachable_is_a_store_error() {
+    let started = Instant::now();
+    // The client connects lazily: the first request reports the failure.
+    let store = steadfast_lease::EtcdLeaseStore::connect(["http://127.0.0.1:1"])
+        .await
+        .unwrap();
+    assert!(store.try_acquire("n", "a", long()).await.is_err());
+    assert!(store.current("n").await.is_err());
+    let lease = Lease::new("n", "a", FencingToken::new(1), long());
+    assert!(!store.renew(&lease).await.unwrap_err().is_lost());
+    assert!(!store.release(&lease).await.unwrap_err().is_lost());
+    eprintln!("etcd unreachable: {:?}", started.elapsed());
+}
+
+/// The lease key's create revision fences writes inside etcd: a transaction comparing it
+/// applies for the live holder and is refused once another holder took over.
+#[cfg(feature = "etcd")]
+#[tokio::test]
+async fn etcd_fenced_write() {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+    let Some(backend) = Etcd::setup("fenced_write").await else {
+        return;
+    };
+    let store = backend.connect().await;
+    let data = format!("{}data", backend.prefix);
+    let key = store.lease_key("job");
+    let fenced_write = |writer: &'static str, token: FencingToken| {
+        let (store, data, key) = (&store, &data, &key);
+        async move {
+            let token = i64::try_from(token.get()).unwrap();
+            let txn = Txn::new()
+                .when([Compare::create_revision(
+                    key.as_str(),
+                    CompareOp::Equal,
+                    token,
+                )])
+                .and_then([TxnOp::put(data.as_str(), writer, None)]);
+            store
+                .client()
+                .kv_client()
+                .txn(txn)
+                .await
+                .unwrap()
+                .succeeded()
+        }
+    };
+    let a = store
+        .try_acquire("job", "a", long())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(fenced_write("a", a.token()).await);
+    store.release(&a).await.unwrap();
+    let b = store
+        .try_acquire("job", "b", long())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(fenced_write("b", b.token()).await);
+    assert!(!fenced_write("a", a.token()).await);
+    let value = store
+        .client()
+        .kv_client()
+        .get(data.as_str(), None)
+        .await
+        .unwrap();
+    assert_eq!(value.kvs()[0].value(), b"b");
+    backend.teardown().await;
 }
 
 /// Renews `lease` until one succeeds, for up to 3 s; every failure must be a store error,
