@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
@@ -12,7 +12,7 @@ use steadfast_core::error::{BoxError, Overloaded};
 use tokio::time::Sleep;
 
 use crate::error::TimedOut;
-use crate::limiter::Permit;
+use crate::limiter::{Permit, Report};
 
 pin_project! {
     /// Response future of [`AdaptiveConcurrency`](crate::AdaptiveConcurrency): runs the
@@ -31,7 +31,7 @@ pin_project! {
     pub struct ResponseFuture<F, C> {
         #[pin]
         state: State<F>,
-        permit: Option<Permit>,
+        permit: Permit,
         classifier: C,
     }
 }
@@ -42,8 +42,14 @@ pin_project! {
         Running {
             #[pin]
             future: F,
+        },
+        // A variant of its own, rather than an `Option<Sleep>` in `Running`: without a
+        // timeout, nothing of the (large) timer is written on the fast path.
+        RunningWithTimeout {
             #[pin]
-            sleep: Option<Sleep>,
+            future: F,
+            #[pin]
+            sleep: Sleep,
             timeout: Duration,
         },
         Rejected,
@@ -52,39 +58,45 @@ pin_project! {
 }
 
 impl<F, C> ResponseFuture<F, C> {
+    #[inline]
     pub(crate) fn running(
         future: F,
         permit: Permit,
         classifier: C,
         timeout: Option<Duration>,
     ) -> Self {
-        Self {
-            state: State::Running {
+        let state = match timeout {
+            None => State::Running { future },
+            Some(timeout) => State::RunningWithTimeout {
                 future,
-                sleep: timeout.map(tokio::time::sleep),
-                timeout: timeout.unwrap_or_default(),
+                sleep: tokio::time::sleep(timeout),
+                timeout,
             },
-            permit: Some(permit),
+        };
+        Self {
+            state,
+            permit,
             classifier,
         }
     }
 
+    #[inline]
     pub(crate) fn rejected(classifier: C) -> Self {
         Self {
             state: State::Rejected,
-            permit: None,
+            permit: Permit::vacant(),
             classifier,
         }
     }
 }
 
-fn report(permit: Option<Permit>, outcome: Outcome) {
-    let Some(permit) = permit else { return };
-    match outcome {
-        Outcome::Success => permit.success(),
-        Outcome::Overload => permit.dropped(),
-        Outcome::Failure => permit.ignore(),
-    }
+#[inline]
+fn report(permit: &mut Permit, outcome: Outcome) {
+    permit.report(match outcome {
+        Outcome::Success => Report::Success,
+        Outcome::Overload => Report::Dropped,
+        Outcome::Failure => Report::Ignored,
+    });
 }
 
 impl<F, C, T, E> Future for ResponseFuture<F, C>
@@ -97,45 +109,44 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        match this.state.as_mut().project() {
-            StateProj::Running {
+        let result = match this.state.as_mut().project() {
+            StateProj::Running { future } => ready!(future.poll(cx)),
+            StateProj::RunningWithTimeout {
                 future,
                 sleep,
                 timeout,
             } => match future.poll(cx) {
-                Poll::Ready(Ok(response)) => {
-                    let class = this.classifier.classify_response(&response);
-                    this.state.set(State::Done);
-                    report(this.permit.take(), class.outcome());
-                    Poll::Ready(Ok(response))
-                }
-                Poll::Ready(Err(error)) => {
-                    let error: BoxError = error.into();
-                    let class = this.classifier.classify_error(&*error);
-                    this.state.set(State::Done);
-                    report(this.permit.take(), class.outcome());
-                    Poll::Ready(Err(error))
-                }
+                Poll::Ready(result) => result,
                 Poll::Pending => {
-                    let Some(sleep) = sleep.as_pin_mut() else {
-                        return Poll::Pending;
-                    };
-                    if sleep.poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
+                    ready!(sleep.poll(cx));
                     let timeout = *timeout;
                     // Cancel the call before giving the permit back.
                     this.state.set(State::Done);
-                    report(this.permit.take(), Outcome::Overload);
-                    Poll::Ready(Err(TimedOut { timeout }.into()))
+                    report(this.permit, Outcome::Overload);
+                    return Poll::Ready(Err(TimedOut { timeout }.into()));
                 }
             },
             StateProj::Rejected => {
                 this.state.set(State::Done);
-                Poll::Ready(Err(Overloaded::new().into()))
+                return Poll::Ready(Err(Overloaded::new().into()));
             }
             StateProj::Done => {
                 panic!("adaptive concurrency ResponseFuture polled after completion")
+            }
+        };
+        match result {
+            Ok(response) => {
+                let class = this.classifier.classify_response(&response);
+                this.state.set(State::Done);
+                report(this.permit, class.outcome());
+                Poll::Ready(Ok(response))
+            }
+            Err(error) => {
+                let error: BoxError = error.into();
+                let class = this.classifier.classify_error(&*error);
+                this.state.set(State::Done);
+                report(this.permit, class.outcome());
+                Poll::Ready(Err(error))
             }
         }
     }

@@ -10,6 +10,7 @@ use tower_layer::Layer;
 use crate::algorithm::{Gradient2, LimitAlgorithm};
 use crate::error::InvalidLimitConfig;
 use crate::limiter::{LimitStats, Limiter};
+use crate::partition::{NoPartitions, Partitions};
 use crate::service::AdaptiveConcurrency;
 use crate::window::WindowConfig;
 
@@ -133,25 +134,27 @@ impl Default for WaitQueue {
 /// Clones share one [`Limiter`]: every service made from the layer or from any of its
 /// clones counts against the same limit, which is what a server wants (one limit for one
 /// backend). Build a second layer for an independent limit.
-pub struct AdaptiveConcurrencyLayer<C = ErrorsAsFailures> {
+pub struct AdaptiveConcurrencyLayer<C = ErrorsAsFailures, P = NoPartitions> {
     limiter: Arc<Limiter>,
     classifier: C,
     mode: Mode,
     timeout: Option<Duration>,
+    partitioner: P,
 }
 
-impl<C: Clone> Clone for AdaptiveConcurrencyLayer<C> {
+impl<C: Clone, P: Clone> Clone for AdaptiveConcurrencyLayer<C, P> {
     fn clone(&self) -> Self {
         Self {
             limiter: Arc::clone(&self.limiter),
             classifier: self.classifier.clone(),
             mode: self.mode,
             timeout: self.timeout,
+            partitioner: self.partitioner.clone(),
         }
     }
 }
 
-impl<C> fmt::Debug for AdaptiveConcurrencyLayer<C> {
+impl<C, P> fmt::Debug for AdaptiveConcurrencyLayer<C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdaptiveConcurrencyLayer")
             .field("limiter", &self.limiter)
@@ -172,11 +175,13 @@ impl AdaptiveConcurrencyLayer {
             timeout: None,
             classifier: ErrorsAsFailures,
             name: Arc::from("default"),
+            partitions: Partitions::new(),
+            partitioner: NoPartitions,
         }
     }
 }
 
-impl<C> AdaptiveConcurrencyLayer<C> {
+impl<C, P> AdaptiveConcurrencyLayer<C, P> {
     /// The limiter shared by every service of this layer.
     pub fn limiter(&self) -> &Arc<Limiter> {
         &self.limiter
@@ -188,8 +193,8 @@ impl<C> AdaptiveConcurrencyLayer<C> {
     }
 }
 
-impl<S, C: Clone> Layer<S> for AdaptiveConcurrencyLayer<C> {
-    type Service = AdaptiveConcurrency<S, C>;
+impl<S, C: Clone, P: Clone> Layer<S> for AdaptiveConcurrencyLayer<C, P> {
+    type Service = AdaptiveConcurrency<S, C, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
         AdaptiveConcurrency::new(
@@ -198,21 +203,24 @@ impl<S, C: Clone> Layer<S> for AdaptiveConcurrencyLayer<C> {
             self.classifier.clone(),
             self.mode,
             self.timeout,
+            self.partitioner.clone(),
         )
     }
 }
 
 /// Configures an [`AdaptiveConcurrencyLayer`]; every setting has a documented default.
-pub struct AdaptiveConcurrencyLayerBuilder<C> {
+pub struct AdaptiveConcurrencyLayerBuilder<C, P = NoPartitions> {
     algorithm: Box<dyn LimitAlgorithm>,
     window: WindowConfig,
     mode: Mode,
     timeout: Option<Duration>,
     classifier: C,
     name: Arc<str>,
+    partitions: Partitions,
+    partitioner: P,
 }
 
-impl<C> fmt::Debug for AdaptiveConcurrencyLayerBuilder<C> {
+impl<C, P> fmt::Debug for AdaptiveConcurrencyLayerBuilder<C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdaptiveConcurrencyLayerBuilder")
             .field("algorithm", &self.algorithm)
@@ -220,11 +228,12 @@ impl<C> fmt::Debug for AdaptiveConcurrencyLayerBuilder<C> {
             .field("mode", &self.mode)
             .field("timeout", &self.timeout)
             .field("name", &self.name)
+            .field("partitions", &self.partitions)
             .finish_non_exhaustive()
     }
 }
 
-impl<C> AdaptiveConcurrencyLayerBuilder<C> {
+impl<C, P> AdaptiveConcurrencyLayerBuilder<C, P> {
     /// The limit algorithm (default [`Gradient2::new`]): [`Aimd`](crate::algorithm::Aimd),
     /// [`Vegas`](crate::algorithm::Vegas), [`Gradient2`], or your own
     /// [`LimitAlgorithm`].
@@ -271,7 +280,7 @@ impl<C> AdaptiveConcurrencyLayerBuilder<C> {
     /// ignored). Use [`HttpClassifier`](steadfast_core::classify::HttpClassifier) or
     /// [`GrpcClassifier`](steadfast_core::classify::GrpcClassifier) to count 429/503 and
     /// `RESOURCE_EXHAUSTED` answers as drops.
-    pub fn classifier<C2>(self, classifier: C2) -> AdaptiveConcurrencyLayerBuilder<C2> {
+    pub fn classifier<C2>(self, classifier: C2) -> AdaptiveConcurrencyLayerBuilder<C2, P> {
         AdaptiveConcurrencyLayerBuilder {
             algorithm: self.algorithm,
             window: self.window,
@@ -279,6 +288,44 @@ impl<C> AdaptiveConcurrencyLayerBuilder<C> {
             timeout: self.timeout,
             classifier,
             name: self.name,
+            partitions: self.partitions,
+            partitioner: self.partitioner,
+        }
+    }
+
+    /// Splits the limit into `partitions` (for example live 90%, batch 10%), with
+    /// `partitioner` picking each request's partition: enforced only when the limit is
+    /// saturated, as Netflix's partitioned limiter (see the [`partition`](crate::partition)
+    /// module). Needs [`Mode::FailFast`]: the partition is known only at `call`.
+    ///
+    /// ```
+    /// use steadfast_limit::partition::Partitions;
+    /// use steadfast_limit::{AdaptiveConcurrencyLayer, Mode};
+    ///
+    /// let layer = AdaptiveConcurrencyLayer::builder()
+    ///     .mode(Mode::FailFast)
+    ///     .partitions(
+    ///         Partitions::new().partition("live", 0.9).partition("batch", 0.1),
+    ///         |path: &String| if path.starts_with("/batch/") { "batch" } else { "live" },
+    ///     )
+    ///     .build()
+    ///     .expect("a valid configuration");
+    /// assert_eq!(layer.limiter().partition_stats().len(), 3, "live, batch, unknown");
+    /// ```
+    pub fn partitions<P2>(
+        self,
+        partitions: Partitions,
+        partitioner: P2,
+    ) -> AdaptiveConcurrencyLayerBuilder<C, P2> {
+        AdaptiveConcurrencyLayerBuilder {
+            algorithm: self.algorithm,
+            window: self.window,
+            mode: self.mode,
+            timeout: self.timeout,
+            classifier: self.classifier,
+            name: self.name,
+            partitions,
+            partitioner,
         }
     }
 
@@ -286,9 +333,10 @@ impl<C> AdaptiveConcurrencyLayerBuilder<C> {
     ///
     /// # Errors
     ///
-    /// [`InvalidLimitConfig`] when the algorithm or the window is misconfigured, or a
-    /// timeout or the wait queue's capacity is zero.
-    pub fn build(self) -> Result<AdaptiveConcurrencyLayer<C>, InvalidLimitConfig> {
+    /// [`InvalidLimitConfig`] when the algorithm or the window is misconfigured, a
+    /// timeout or the wait queue's capacity is zero, or the partitions are invalid or set
+    /// in a mode other than [`Mode::FailFast`].
+    pub fn build(self) -> Result<AdaptiveConcurrencyLayer<C, P>, InvalidLimitConfig> {
         if let Mode::Queue(queue) = self.mode
             && (queue.capacity == 0 || queue.timeout.is_zero())
         {
@@ -299,12 +347,19 @@ impl<C> AdaptiveConcurrencyLayerBuilder<C> {
         if self.timeout == Some(Duration::ZERO) {
             return Err(InvalidLimitConfig::new("timeout must be greater than zero"));
         }
-        let limiter = Limiter::build(self.algorithm, self.window, self.name)?;
+        if !self.partitions.is_empty() && self.mode != Mode::FailFast {
+            return Err(InvalidLimitConfig::new(
+                "partitions need Mode::FailFast: a request's partition is known only at call",
+            ));
+        }
+        let limiter =
+            Limiter::build(self.algorithm, self.window, self.name)?.partitioned(self.partitions)?;
         Ok(AdaptiveConcurrencyLayer {
             limiter: Arc::new(limiter),
             classifier: self.classifier,
             mode: self.mode,
             timeout: self.timeout,
+            partitioner: self.partitioner,
         })
     }
 }

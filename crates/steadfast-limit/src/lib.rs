@@ -20,7 +20,13 @@
 //!     call with `Overloaded`; [`Mode::Queue`] waits in a bounded LIFO or FIFO
 //!     [`WaitQueue`] with a timeout, then refuses.
 //! - [`WindowConfig`]: samples are aggregated per window (mean RTT, largest in-flight
-//!   count, any drop), `clamp(2·minRTT, min, max)` long with at least N requests.
+//!   count, any drop), `clamp(2·minRTT, min, max)` long with at least N requests. Under
+//!   heavy traffic only about [`timed_per_window`](WindowConfig::timed_per_window)
+//!   requests per window are timed, so that an admitted request costs about as much as
+//!   tower's static `ConcurrencyLimit` (see `benches/README.md`).
+//! - [`partition`]: split the limit (for example live 90%, batch 10%), enforced only when
+//!   it is saturated (Netflix's partitioned limiter), with
+//!   [`AdaptiveConcurrencyLayerBuilder::partitions`] in fail-fast mode.
 //! - [`algorithm`]: [`Aimd`](algorithm::Aimd), [`Vegas`](algorithm::Vegas) and
 //!   [`Gradient2`](algorithm::Gradient2) as pure state machines, or your own
 //!   [`LimitAlgorithm`](algorithm::LimitAlgorithm).
@@ -72,6 +78,8 @@
 //! | algorithm | [`Gradient2`](algorithm::Gradient2) | Netflix's recommended limit |
 //! | minimum limit | 1 for every algorithm | Netflix: 20 for AIMD and Gradient2, which costs 10× latency at 2× load on a 2-worker backend |
 //! | window | 1 s, at least 10 requests | Netflix `WindowedLimit` |
+//! | requests timed | about 1000 per window (all below 2000) | ours: Netflix times every request |
+//! | partitions | none | |
 //! | mode | [`Mode::Backpressure`] | tower's `ConcurrencyLimit`; add a shedder for fail-fast, or pick [`Mode::FailFast`] |
 //! | timeout | none | set it from your latency objective; a timeout is a drop |
 //! | classifier | [`ErrorsAsFailures`](steadfast_core::classify::ErrorsAsFailures) | use the HTTP or gRPC classifier for 429/503 |
@@ -90,6 +98,7 @@ pub mod error;
 pub mod future;
 mod layer;
 mod limiter;
+pub mod partition;
 mod service;
 mod window;
 

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::algorithm::LimitAlgorithm;
 use crate::error::InvalidLimitConfig;
+use crate::partition::{self, PartitionStats, Partitions};
 use crate::window::{Update, WindowConfig, Windowed};
 
 /// An adaptive concurrency limit shared by every service of an
@@ -42,18 +43,36 @@ use crate::window::{Update, WindowConfig, Windowed};
 /// # Ok(())
 /// # }
 /// ```
+// `repr(C)`: the field order is the cache-line layout. Every request writes `hot` and reads
+// `limit` and `waiters.queued`: `hot` gets a cache line of its own, and the read-mostly
+// fields (written about once per window) the next one, so that readers never miss on
+// another request's writes.
+#[repr(C)]
 pub struct Limiter {
-    in_flight: AtomicUsize,
+    hot: Hot,
     limit: AtomicUsize,
+    /// Services time every `stride`-th call: see [`WindowConfig::timed_per_window`].
+    stride: AtomicUsize,
     waiters: WaitList,
     windowed: Mutex<Windowed<Box<dyn LimitAlgorithm>>>,
-    successes: AtomicU64,
     drops: AtomicU64,
     ignored: AtomicU64,
     rejections: AtomicU64,
     updates: AtomicU64,
+    /// The zero of the permits' start times.
+    origin: Instant,
+    /// The partitions of the limit, if any.
+    partitions: Option<partition::Table>,
     name: Arc<str>,
     algorithm: &'static str,
+}
+
+/// The counters every request writes, on a cache line of their own.
+#[repr(C, align(64))]
+#[derive(Debug)]
+struct Hot {
+    in_flight: AtomicUsize,
+    successes: AtomicU64,
 }
 
 impl fmt::Debug for Limiter {
@@ -111,15 +130,20 @@ impl Limiter {
         let limit = algorithm.limit().max(1);
         let name_of_algorithm = algorithm.name();
         Ok(Self {
-            in_flight: AtomicUsize::new(0),
+            hot: Hot {
+                in_flight: AtomicUsize::new(0),
+                successes: AtomicU64::new(0),
+            },
             limit: AtomicUsize::new(limit),
             waiters: WaitList::default(),
             windowed: Mutex::new(Windowed::new(window, algorithm)),
-            successes: AtomicU64::new(0),
             drops: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
             rejections: AtomicU64::new(0),
             updates: AtomicU64::new(0),
+            stride: AtomicUsize::new(1),
+            origin: Instant::now(),
+            partitions: None,
             name,
             algorithm: name_of_algorithm,
         })
@@ -133,7 +157,7 @@ impl Limiter {
     /// Requests holding a permit now. May exceed the limit for a while after it shrinks:
     /// permits already given out are never revoked.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        self.hot.in_flight.load(Ordering::Relaxed)
     }
 
     /// The name given to the layer's builder (`"default"` otherwise).
@@ -146,7 +170,7 @@ impl Limiter {
         LimitStats {
             limit: self.limit(),
             in_flight: self.in_flight(),
-            successes: self.successes.load(Ordering::Relaxed),
+            successes: self.hot.successes.load(Ordering::Relaxed),
             drops: self.drops.load(Ordering::Relaxed),
             ignored: self.ignored.load(Ordering::Relaxed),
             rejections: self.rejections.load(Ordering::Relaxed),
@@ -158,41 +182,170 @@ impl Limiter {
     /// reached (count the refusal yourself: this method does not, as the caller may wait
     /// and try again).
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
-        let reservation = self.try_reserve()?;
-        Some(Permit::new(reservation, Instant::now()))
+        let in_flight = self.try_reserve()?;
+        let admission = Admission::new(in_flight, NO_PARTITION);
+        Some(Permit::new(
+            Arc::clone(self),
+            admission,
+            Some(Instant::now()),
+        ))
     }
 
     /// The lock-free admission check: one successful compare-and-swap of the in-flight
-    /// count below the limit.
-    pub(crate) fn try_reserve(self: &Arc<Self>) -> Option<Reservation> {
+    /// count below the limit. Returns the count, this request included; the caller owns
+    /// one permit, to give back with [`release`](Self::release).
+    #[inline]
+    pub(crate) fn try_reserve(&self) -> Option<usize> {
         // SeqCst pairs with the waiters' counter: see `WaitList`.
         let limit = self.limit.load(Ordering::SeqCst);
-        let mut current = self.in_flight.load(Ordering::SeqCst);
+        let mut current = self.hot.in_flight.load(Ordering::SeqCst);
         loop {
             if current >= limit {
                 return None;
             }
-            match self.in_flight.compare_exchange_weak(
+            match self.hot.in_flight.compare_exchange_weak(
                 current,
                 current + 1,
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             ) {
-                Ok(_) => {
-                    return Some(Reservation {
-                        limiter: Arc::clone(self),
-                        in_flight: current + 1,
-                    });
-                }
+                Ok(_) => return Some(current + 1),
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// Splits the limit into `partitions` (for example live 90%, batch 10%), enforced only
+    /// when the limit is saturated: see the [`partition`](crate::partition) module. Acquire
+    /// with [`try_acquire_in`](Self::try_acquire_in).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use steadfast_limit::algorithm::Aimd;
+    /// use steadfast_limit::partition::Partitions;
+    /// use steadfast_limit::{Limiter, WindowConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), steadfast_limit::InvalidLimitConfig> {
+    /// let fixed = Aimd::new().initial_limit(10).min_limit(10).max_limit(10);
+    /// let limiter = Limiter::new(fixed, WindowConfig::per_request())?
+    ///     .partitioned(Partitions::new().partition("live", 0.9).partition("batch", 0.1))?;
+    /// let limiter = Arc::new(limiter);
+    /// // Not saturated: batch may borrow the whole limit.
+    /// let batch: Vec<_> = (0..10).map(|_| limiter.try_acquire_in("batch")).collect();
+    /// assert!(batch.iter().all(Option::is_some));
+    /// // Saturated: batch is over its share (1), live still gets its 9.
+    /// assert!(limiter.try_acquire_in("batch").is_none());
+    /// let live: Vec<_> = (0..9).map(|_| limiter.try_acquire_in("live")).collect();
+    /// assert!(live.iter().all(Option::is_some));
+    /// assert!(limiter.try_acquire_in("live").is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidLimitConfig`] when the partitions are invalid
+    /// ([`Partitions::validate`]).
+    pub fn partitioned(mut self, partitions: Partitions) -> Result<Self, InvalidLimitConfig> {
+        partitions.validate()?;
+        self.partitions = (!partitions.is_empty()).then(|| partition::Table::new(partitions));
+        Ok(self)
+    }
+
+    /// Takes a permit for a request of `partition` (a name declared in
+    /// [`partitioned`](Self::partitioned); any other goes to the
+    /// [`unknown`](crate::partition::UNKNOWN_PARTITION) partition): below the limit any
+    /// partition gets one; at the limit only a partition under its guaranteed share does.
+    /// Without partitions, the same as [`try_acquire`](Self::try_acquire). `None` when
+    /// refused (not counted as a rejection, as with `try_acquire`).
+    pub fn try_acquire_in(self: &Arc<Self>, partition: &str) -> Option<Permit> {
+        let index = self.partition_index(Some(partition));
+        let admission = self.try_reserve_in(index)?;
+        Some(Permit::new(
+            Arc::clone(self),
+            admission,
+            Some(Instant::now()),
+        ))
+    }
+
+    /// The partitions' shares, guaranteed limits, requests in flight and rejections;
+    /// empty without partitions. The last one is the implicit
+    /// [`unknown`](crate::partition::UNKNOWN_PARTITION) partition.
+    pub fn partition_stats(&self) -> Vec<PartitionStats> {
+        self.partitions
+            .as_ref()
+            .map_or_else(Vec::new, |table| table.stats(self.limit()))
+    }
+
+    /// Whether the limit is split into partitions.
+    pub(crate) fn is_partitioned(&self) -> bool {
+        self.partitions.is_some()
+    }
+
+    /// The index of the partition called `name`; `None` without partitions.
+    pub(crate) fn partition_index(&self, name: Option<&str>) -> Option<u32> {
+        self.partitions.as_ref().map(|table| table.index(name))
+    }
+
+    /// Netflix's partitioned admission for a request of partition `index`: under the
+    /// limit, any partition (counted in its own); at the limit, only a partition under its
+    /// guaranteed share, beyond the limit.
+    pub(crate) fn try_reserve_in(&self, index: Option<u32>) -> Option<Admission> {
+        if let Some(in_flight) = self.try_reserve() {
+            let partition = index.map_or(NO_PARTITION, |index| self.enter(index));
+            return Some(Admission::new(in_flight, partition));
+        }
+        let (table, index) = (self.partitions.as_ref()?, index?);
+        if !table.try_enter_guaranteed(index, self.limit()) {
+            return None;
+        }
+        let in_flight = self.hot.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        Some(Admission::new(in_flight, index))
+    }
+
+    /// Counts a request admitted under the limit in the partition `index`; returns the
+    /// partition to give back with [`release`](Self::release).
+    pub(crate) fn enter(&self, index: u32) -> u32 {
+        match &self.partitions {
+            Some(table) => {
+                table.enter(index);
+                index
+            }
+            None => NO_PARTITION,
+        }
+    }
+
+    /// Counts a call refused in the partition `index`.
+    pub(crate) fn count_partition_rejection(&self, index: Option<u32>) {
+        if let (Some(table), Some(index)) = (&self.partitions, index) {
+            table.count_rejection(index);
+        }
+    }
+
+    /// Nanoseconds from the limiter's origin to `at` (0 before it).
+    #[inline]
+    fn nanos_at(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.origin);
+        since
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(since.subsec_nanos()))
+    }
+
+    /// Every how many calls each service of the layer times one, to measure its RTT: 1
+    /// (every call) unless the traffic is heavy. See
+    /// [`WindowConfig::timed_per_window`].
+    #[inline]
+    pub fn timed_stride(&self) -> usize {
+        self.stride.load(Ordering::Relaxed)
     }
 
     pub(crate) fn waiters(&self) -> &WaitList {
         &self.waiters
     }
 
+    #[inline]
     pub(crate) fn count_rejection(&self) {
         self.rejections.fetch_add(1, Ordering::Relaxed);
     }
@@ -201,25 +354,56 @@ impl Limiter {
         self.windowed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Gives one permit back and wakes a waiter if it could now be admitted.
-    fn release(&self) {
-        let before = self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if before - 1 < self.limit.load(Ordering::SeqCst) {
+    /// Gives one permit back (counted in `partition`, or [`NO_PARTITION`]) and wakes a
+    /// waiter if it could now be admitted.
+    #[inline]
+    pub(crate) fn release(&self, partition: u32) {
+        if partition != NO_PARTITION
+            && let Some(table) = &self.partitions
+        {
+            table.leave(partition);
+        }
+        let before = self.hot.in_flight.fetch_sub(1, Ordering::SeqCst);
+        // Checked here, inline: nobody waits on the fast path.
+        if self.waiters.queued() > 0 && before - 1 < self.limit.load(Ordering::SeqCst) {
             self.waiters.notify(1);
         }
     }
 
-    /// Feeds one finished request to the sampling window.
-    fn record(&self, rtt: Duration, in_flight: usize, dropped: bool) {
+    /// Feeds one finished request to the sampling window: every drop, and the successes
+    /// that were timed (an untimed success only counts).
+    #[inline]
+    fn record(&self, start: u64, in_flight: usize, dropped: bool) {
         let counter = if dropped {
             &self.drops
         } else {
-            &self.successes
+            &self.hot.successes
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        if start != 0 || dropped {
+            self.sample(start, in_flight, dropped);
+        }
+    }
+
+    /// The slow part of [`record`](Self::record): a timed request or a drop goes to the
+    /// sampling window.
+    #[inline(never)]
+    fn sample(&self, start: u64, in_flight: usize, dropped: bool) {
+        let now = Instant::now();
+        let rtt = start
+            .checked_sub(1)
+            .map(|start| Duration::from_nanos(self.nanos_at(now).saturating_sub(start)));
         let update = {
             let mut windowed = self.lock();
-            let update = windowed.record(Instant::now(), rtt, in_flight, dropped);
+            if start != 0 {
+                let completed = self.hot.successes.load(Ordering::Relaxed)
+                    + self.drops.load(Ordering::Relaxed)
+                    + self.ignored.load(Ordering::Relaxed);
+                if let Some(stride) = windowed.retune(now, completed) {
+                    self.stride.store(stride, Ordering::Relaxed);
+                }
+            }
+            let update = windowed.record(now, rtt, in_flight, dropped);
             if let Some(update) = &update {
                 // Stored under the lock so that two windows closing back to back cannot
                 // store their limits out of order.
@@ -260,24 +444,24 @@ impl Limiter {
     }
 }
 
-/// A permit reserved by a ready service, not yet used by a call. Gives the permit back
-/// when dropped.
-pub(crate) struct Reservation {
-    limiter: Arc<Limiter>,
-    in_flight: usize,
+/// The partition of a request not counted in a partition.
+pub(crate) const NO_PARTITION: u32 = u32::MAX;
+
+/// What a request was admitted with: the in-flight count at admission (this request
+/// included, saturated at `u32::MAX`) and its partition ([`NO_PARTITION`] if none).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Admission {
+    in_flight: u32,
+    partition: u32,
 }
 
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        self.limiter.release();
-    }
-}
-
-impl fmt::Debug for Reservation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reservation")
-            .field("in_flight", &self.in_flight)
-            .finish_non_exhaustive()
+impl Admission {
+    #[inline]
+    pub(crate) fn new(in_flight: usize, partition: u32) -> Self {
+        Self {
+            in_flight: u32::try_from(in_flight).unwrap_or(u32::MAX),
+            partition,
+        }
     }
 }
 
@@ -285,78 +469,114 @@ impl fmt::Debug for Reservation {
 /// `call`). Report how the request went with one of its methods; dropping it without one
 /// gives the permit back and takes no sample (a cancellation).
 pub struct Permit {
-    reservation: Reservation,
-    start: Instant,
-    finished: bool,
+    /// `None` once reported.
+    limiter: Option<Arc<Limiter>>,
+    /// When the request started, in nanoseconds since the limiter's origin, plus 1; 0 for
+    /// a request the layer does not time. (A plain word, rather than an
+    /// `Option<Instant>`: the permit is moved on every call, and whole-word fields copy
+    /// without store-forwarding stalls.)
+    start: u64,
+    admission: Admission,
 }
 
 impl fmt::Debug for Permit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
-            .field("in_flight", &self.reservation.in_flight)
-            .field("start", &self.start)
+            .field("in_flight", &self.in_flight())
+            .field("start", &self.start())
             .finish()
     }
 }
 
 impl Permit {
-    pub(crate) fn new(reservation: Reservation, start: Instant) -> Self {
+    /// The permit of a request admitted by `limiter`, timed from `start` if given.
+    #[inline]
+    pub(crate) fn new(limiter: Arc<Limiter>, admission: Admission, start: Option<Instant>) -> Self {
+        let start = start.map_or(0, |start| limiter.nanos_at(start) + 1);
         Self {
-            reservation,
+            limiter: Some(limiter),
             start,
-            finished: false,
+            admission,
         }
     }
 
-    /// Requests in flight when this one was admitted, itself included.
-    pub fn in_flight(&self) -> usize {
-        self.reservation.in_flight
+    /// A permit for nothing: reporting it does nothing.
+    pub(crate) const fn vacant() -> Self {
+        Self {
+            limiter: None,
+            start: 0,
+            admission: Admission {
+                in_flight: 0,
+                partition: NO_PARTITION,
+            },
+        }
     }
 
-    /// When the request started (its RTT is measured from here).
-    pub fn start(&self) -> Instant {
-        self.start
+    /// Requests in flight when this one was admitted, itself included (0 once reported).
+    pub fn in_flight(&self) -> usize {
+        match self.limiter {
+            Some(_) => self.admission.in_flight as usize,
+            None => 0,
+        }
+    }
+
+    /// When the request started (its RTT is measured from here): always known for a
+    /// permit from [`Limiter::try_acquire`]; `None` for a request the layer does not time
+    /// (see [`WindowConfig::timed_per_window`]).
+    pub fn start(&self) -> Option<Instant> {
+        let limiter = self.limiter.as_ref()?;
+        let nanos = self.start.checked_sub(1)?;
+        Some(limiter.origin + Duration::from_nanos(nanos))
     }
 
     /// The request succeeded: its RTT (from [`start`](Self::start) to now) is a sample.
-    pub fn success(self) {
-        self.finish(false);
+    pub fn success(mut self) {
+        self.report(Report::Success);
     }
 
     /// The request was dropped: refused for overload downstream, or timed out. A loss
     /// signal: the limit comes down.
-    pub fn dropped(self) {
-        self.finish(true);
+    pub fn dropped(mut self) {
+        self.report(Report::Dropped);
     }
 
     /// The request finished in a way that says nothing about capacity (an application
     /// error): give the permit back, take no sample.
     pub fn ignore(mut self) {
-        self.finished = true;
-        self.reservation
-            .limiter
-            .ignored
-            .fetch_add(1, Ordering::Relaxed);
+        self.report(Report::Ignored);
     }
 
-    fn finish(mut self, dropped: bool) {
-        self.finished = true;
-        let rtt = Instant::now().saturating_duration_since(self.start);
-        let limiter = &self.reservation.limiter;
-        limiter.record(rtt, self.reservation.in_flight, dropped);
+    /// Reports the outcome and gives the permit back; does nothing if already reported.
+    #[inline]
+    pub(crate) fn report(&mut self, report: Report) {
+        let Some(limiter) = self.limiter.take() else {
+            return;
+        };
+        let in_flight = self.admission.in_flight as usize;
+        match report {
+            Report::Success => limiter.record(self.start, in_flight, false),
+            Report::Dropped => limiter.record(self.start, in_flight, true),
+            Report::Ignored => {
+                limiter.ignored.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        limiter.release(self.admission.partition);
     }
 }
 
+/// How a request went, for [`Permit::report`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Report {
+    Success,
+    Dropped,
+    Ignored,
+}
+
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
-        if !self.finished {
-            // Cancelled: no sample (Netflix's `onIgnore`).
-            self.reservation
-                .limiter
-                .ignored
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        // The reservation gives the permit back as it drops.
+        // Cancelled: no sample (Netflix's `onIgnore`).
+        self.report(Report::Ignored);
     }
 }
 
@@ -422,6 +642,7 @@ impl WaitList {
     }
 
     /// Services queued now (not counting one woken and not yet back).
+    #[inline]
     pub(crate) fn queued(&self) -> usize {
         self.queued.load(Ordering::SeqCst)
     }

@@ -15,7 +15,8 @@ use tower_service::Service;
 
 use crate::future::ResponseFuture;
 use crate::layer::{Mode, QueueOrder};
-use crate::limiter::{Limiter, Permit, Reservation};
+use crate::limiter::{Admission, Limiter, NO_PARTITION, Permit};
+use crate::partition::{NoPartitions, Partitioner};
 
 /// The service made by [`AdaptiveConcurrencyLayer`](crate::AdaptiveConcurrencyLayer): admits
 /// a request only with a permit from the shared [`Limiter`].
@@ -30,6 +31,11 @@ use crate::limiter::{Limiter, Permit, Reservation};
 /// [`Mode::Queue`] waits like backpressure, within the queue's capacity and timeout, and
 /// then refuses like fail-fast.
 ///
+/// With [partitions](crate::partition) (fail fast only), `poll_ready` reserves a permit
+/// when the limit is not saturated, and otherwise still readies the inner service: `call`
+/// then admits the request if its partition is under its guaranteed share, and refuses it
+/// if not.
+///
 /// # Clone
 ///
 /// A clone shares the limiter and clones the inner service, but not the permit reserved
@@ -38,10 +44,11 @@ use crate::limiter::{Limiter, Permit, Reservation};
 /// # Panics
 ///
 /// `call` panics if `poll_ready` did not return `Ready(Ok(()))` first.
-pub struct AdaptiveConcurrency<S, C> {
+pub struct AdaptiveConcurrency<S, C, P = NoPartitions> {
     inner: S,
     classifier: C,
     timeout: Option<Duration>,
+    partitioner: P,
     gate: Gate,
 }
 
@@ -59,27 +66,32 @@ struct Gate {
     /// The wait-queue timer ([`Mode::Queue`]): allocated the first time this service
     /// waits, then reset for each wait.
     timer: Option<Pin<Box<Sleep>>>,
+    /// Calls left before the next timed one (0: time the next call).
+    untimed: usize,
 }
 
 enum State {
     Idle,
-    Reserved(Reservation),
+    /// Holding one permit of the limiter, admitted with this many in flight.
+    Reserved(usize),
     /// Fail-fast mode found no permit: the next `call` is refused.
     Rejecting,
 }
 
-impl<S, C> AdaptiveConcurrency<S, C> {
+impl<S, C, P> AdaptiveConcurrency<S, C, P> {
     pub(crate) fn new(
         inner: S,
         limiter: Arc<Limiter>,
         classifier: C,
         mode: Mode,
         timeout: Option<Duration>,
+        partitioner: P,
     ) -> Self {
         Self {
             inner,
             classifier,
             timeout,
+            partitioner,
             gate: Gate {
                 limiter,
                 mode,
@@ -87,6 +99,7 @@ impl<S, C> AdaptiveConcurrency<S, C> {
                 wait_key: None,
                 waiting: false,
                 timer: None,
+                untimed: 0,
             },
         }
     }
@@ -116,11 +129,18 @@ impl<S, C> AdaptiveConcurrency<S, C> {
 impl Gate {
     /// Reserves a permit. `Ready(true)`: reserved; `Ready(false)`: none free and failing
     /// fast; `Pending`: queued for one.
+    #[inline]
     fn poll_acquire(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        if let Some(reservation) = self.limiter.try_reserve() {
-            self.admitted(reservation);
+        if let Some(in_flight) = self.limiter.try_reserve() {
+            self.admitted(in_flight);
             return Poll::Ready(true);
         }
+        self.poll_wait(cx)
+    }
+
+    /// The slow part of [`poll_acquire`](Self::poll_acquire): no permit at the first try.
+    #[inline(never)]
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         let lifo = match self.mode {
             Mode::FailFast => return self.reject(),
             Mode::Backpressure => false,
@@ -144,8 +164,8 @@ impl Gate {
         self.waiting = true;
         // A permit released between the first try and the registration woke nobody: try
         // once more now that we are queued.
-        if let Some(reservation) = self.limiter.try_reserve() {
-            self.admitted(reservation);
+        if let Some(in_flight) = self.limiter.try_reserve() {
+            self.admitted(in_flight);
             return Poll::Ready(true);
         }
         if let (Mode::Queue(_), Some(timer)) = (self.mode, self.timer.as_mut())
@@ -171,14 +191,19 @@ impl Gate {
         }
     }
 
-    fn admitted(&mut self, reservation: Reservation) {
+    #[inline]
+    fn admitted(&mut self, in_flight: usize) {
         if self.waiting {
             self.waiting = false;
             if let Some(key) = self.wait_key {
                 self.limiter.waiters().satisfied(key);
             }
         }
-        self.state = State::Reserved(reservation);
+        if let State::Reserved(_) = mem::replace(&mut self.state, State::Reserved(in_flight)) {
+            // Never happens (a reserved service does not acquire again), but a permit
+            // must not leak.
+            self.limiter.release(NO_PARTITION);
+        }
     }
 }
 
@@ -187,11 +212,13 @@ impl Drop for Gate {
         if let Some(key) = self.wait_key {
             self.limiter.waiters().remove(key);
         }
-        // A reservation in `state` gives its permit back as it drops.
+        if let State::Reserved(_) = self.state {
+            self.limiter.release(NO_PARTITION);
+        }
     }
 }
 
-impl<S: Clone, C: Clone> Clone for AdaptiveConcurrency<S, C> {
+impl<S: Clone, C: Clone, P: Clone> Clone for AdaptiveConcurrency<S, C, P> {
     fn clone(&self) -> Self {
         Self::new(
             self.inner.clone(),
@@ -199,11 +226,12 @@ impl<S: Clone, C: Clone> Clone for AdaptiveConcurrency<S, C> {
             self.classifier.clone(),
             self.gate.mode,
             self.timeout,
+            self.partitioner.clone(),
         )
     }
 }
 
-impl<S: fmt::Debug, C> fmt::Debug for AdaptiveConcurrency<S, C> {
+impl<S: fmt::Debug, C, P> fmt::Debug for AdaptiveConcurrency<S, C, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdaptiveConcurrency")
             .field("inner", &self.inner)
@@ -214,11 +242,12 @@ impl<S: fmt::Debug, C> fmt::Debug for AdaptiveConcurrency<S, C> {
     }
 }
 
-impl<S, C, Req> Service<Req> for AdaptiveConcurrency<S, C>
+impl<S, C, P, Req> Service<Req> for AdaptiveConcurrency<S, C, P>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Classify<S::Response> + Clone,
+    P: Partitioner<Req>,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -228,9 +257,12 @@ where
         if !matches!(self.gate.state, State::Reserved(_)) {
             match self.gate.poll_acquire(cx) {
                 Poll::Pending => return Poll::Pending,
-                // Fail fast: ready to refuse the call, the inner service is not needed.
-                Poll::Ready(false) => return Poll::Ready(Ok(())),
-                Poll::Ready(true) => {}
+                // Fail fast: ready to refuse the call, the inner service is not needed;
+                // unless the call's partition may still admit it.
+                Poll::Ready(false) if !self.gate.limiter.is_partitioned() => {
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Ready(_) => {}
             }
         }
         // Hold the permit while the inner service gets ready.
@@ -238,23 +270,53 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        match mem::replace(&mut self.gate.state, State::Idle) {
-            State::Reserved(reservation) => {
-                let permit = Permit::new(reservation, Instant::now());
+        let limiter = &self.gate.limiter;
+        let admission = match mem::replace(&mut self.gate.state, State::Idle) {
+            State::Reserved(in_flight) => {
+                let mut partition = NO_PARTITION;
+                if limiter.is_partitioned()
+                    && let Some(index) =
+                        limiter.partition_index(self.partitioner.partition(&request))
+                {
+                    // Admitted under the limit: any partition may borrow.
+                    partition = limiter.enter(index);
+                }
+                Ok(Admission::new(in_flight, partition))
+            }
+            State::Rejecting if limiter.is_partitioned() => {
+                // Saturated at `poll_ready`: the request's partition may still be under
+                // its guaranteed share.
+                let index = limiter.partition_index(self.partitioner.partition(&request));
+                limiter.try_reserve_in(index).ok_or(index)
+            }
+            State::Rejecting => Err(None),
+            State::Idle => panic!("AdaptiveConcurrency::call before poll_ready returned Ready"),
+        };
+        match admission {
+            Ok(admission) => {
+                // Time every `stride`-th call (see `WindowConfig::timed_per_window`).
+                let start = if self.gate.untimed == 0 {
+                    self.gate.untimed = limiter.timed_stride() - 1;
+                    Some(Instant::now())
+                } else {
+                    self.gate.untimed -= 1;
+                    None
+                };
+                let permit = Permit::new(Arc::clone(limiter), admission, start);
                 let future = self.inner.call(request);
                 ResponseFuture::running(future, permit, self.classifier.clone(), self.timeout)
             }
-            State::Rejecting => {
-                self.gate.limiter.count_rejection();
+            Err(partition) => {
+                limiter.count_rejection();
+                limiter.count_partition_rejection(partition);
                 tracing::trace!(
                     target: "steadfast_limit",
-                    name = %self.gate.limiter.name(),
-                    limit = self.gate.limiter.limit(),
+                    name = %limiter.name(),
+                    limit = limiter.limit(),
                     "request rejected: no permit"
                 );
                 ResponseFuture::rejected(self.classifier.clone())
             }
-            State::Idle => panic!("AdaptiveConcurrency::call before poll_ready returned Ready"),
         }
     }
 }

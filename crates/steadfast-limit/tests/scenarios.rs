@@ -1,5 +1,7 @@
 //! Overload scenarios in the deterministic simulator (`steadfast-sim`): Netflix's load
-//! harness and a capacity drop, for each algorithm, failing fast.
+//! harness, a capacity drop and a capacity doubling, for each algorithm, failing fast; and
+//! side-by-side tables of every stack (no limit, tower's static limit, tower-resilience's
+//! adaptive layer, ours) at twice the capacity.
 //!
 //! Every run is seeded and runs on paused tokio time, so the numbers below are exact and
 //! reproducible. Where an algorithm misses a target, the target stays in an `#[ignore]`d
@@ -11,15 +13,18 @@
 //! AIMD sees no latency, only losses, so it gets the one setting it needs: an RTT above
 //! 60 ms (3× the mean service time) counts as a drop.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use steadfast_limit::algorithm::{Aimd, Gradient2, LimitAlgorithm, QueueSize, Vegas};
 use steadfast_limit::{AdaptiveConcurrencyLayer, Mode, WindowConfig};
 use steadfast_sim::{
-    BackendConfig, Distribution, Envelope, Load, Metric, Report, Scenario, Schedule, Simulation,
-    Summary,
+    Backend, BackendConfig, Distribution, Envelope, Load, Metric, Report, Scenario, Schedule,
+    SimRequest, SimResponse, Simulation, Summary,
 };
-use tower::Layer;
+use tower::load_shed::LoadShed;
+use tower::{Layer, ServiceBuilder};
+use tower_resilience_adaptive::{self as tr, AdaptiveService, ConcurrencyAlgorithm};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -271,7 +276,12 @@ const L_STAR_AFTER: f64 = 5.0;
 
 /// The limit at the end of each 1 s window (bucket) from the capacity change on.
 fn limits_after_change(report: &Report) -> Vec<f64> {
-    report.buckets()[CHANGE as usize..]
+    limits_from(report, CHANGE)
+}
+
+/// The limit at the end of each 1 s window (bucket) from `from` seconds on.
+fn limits_from(report: &Report, from: u64) -> Vec<f64> {
+    report.buckets()[from as usize..]
         .iter()
         .map(|b| b.limit.as_ref().map_or(f64::NAN, |l| l.last))
         .collect()
@@ -346,6 +356,308 @@ async fn limit_follows_a_capacity_drop_into_a_band_above_l_star() {
         after
             .check(&[
                 Envelope::at_least(Metric::GoodputRps, 240.0),
+                Envelope::at_most(Metric::LatencyP99, 0.150),
+                Envelope::at_most(Metric::TimeoutRatio, 0.0),
+            ])
+            .unwrap_or_else(|e| panic!("{algo:?}: {e}"));
+    }
+}
+
+// === Side by side ===
+
+/// Netflix's backend offered 200 requests per second (2× its capacity) from a cold start,
+/// for 80 s; measured from 20 s on, once every limit has had twenty 1 s windows to adapt.
+fn cold_double_load() -> Scenario {
+    Scenario::new(
+        "2x load from a cold start",
+        netflix_backend(),
+        Load::poisson(200.0),
+    )
+    .with_duration(secs(80))
+    .with_seed(21)
+}
+
+/// tower-resilience's adaptive service around `backend`, behind tower's load shedder (it
+/// only applies backpressure), and a probe of its limit.
+fn resilience<A>(
+    algorithm: A,
+) -> (
+    Arc<A>,
+    impl FnOnce(Backend) -> LoadShed<AdaptiveService<Backend, A>>,
+)
+where
+    A: ConcurrencyAlgorithm + 'static,
+{
+    let algorithm = Arc::new(algorithm);
+    let shared = Arc::clone(&algorithm);
+    let make = move |backend| LoadShed::new(AdaptiveService::new(backend, shared));
+    (algorithm, make)
+}
+
+/// One row of a side-by-side table.
+struct Row {
+    name: String,
+    window: Summary,
+    ours: bool,
+}
+
+impl Row {
+    fn print(&self, unloaded_p99: f64) {
+        let s = &self.window;
+        let p99 = ms_of(s.latency.p99);
+        println!(
+            "| {:<38} | {:>7.1} | {:>6.0} | {:>6.0} | {:>5.2} | {:>6.1}% | {:>6.1}% | {:>5} |",
+            self.name,
+            s.goodput_rps(),
+            ms_of(s.latency.p50),
+            p99,
+            p99 / unloaded_p99,
+            100.0 * s.get(Metric::RejectRatio).unwrap_or(0.0),
+            100.0 * s.get(Metric::TimeoutRatio).unwrap_or(0.0),
+            s.limit
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |l| format!("{:.1}", l.mean)),
+        );
+    }
+}
+
+type Probe = Box<dyn Fn() -> Option<f64>>;
+
+async fn row<F, S>(
+    scenario: &Scenario,
+    (from, to): (u64, u64),
+    name: &str,
+    probe: Option<Probe>,
+    make: F,
+) -> Row
+where
+    F: FnOnce(Backend) -> S,
+    S: tower::Service<SimRequest, Response = SimResponse>,
+    S::Error: Into<steadfast_core::error::BoxError>,
+{
+    let mut simulation = Simulation::new(scenario.clone());
+    if let Some(probe) = probe {
+        simulation = simulation.limit_probe(probe);
+    }
+    let report = simulation.run(make).await.expect("the scenario runs");
+    Row {
+        name: name.to_owned(),
+        window: report.window(secs(from), secs(to)),
+        ours: false,
+    }
+}
+
+/// Every stack on the same traffic (one seed), measured over `window`: no limit, tower's
+/// static limit of 4 with load shedding, tower-resilience's adaptive layer (each of its
+/// three algorithms with its defaults, behind tower's load shedder: it has no fail-fast
+/// mode of its own), and each of ours failing fast. Prints the table.
+///
+/// Caveat on tower-resilience's rows: it times requests with `std::time::Instant`, which
+/// does not follow tokio's paused clock, so in the simulator it sees the wall-clock time
+/// the simulation takes to run (microseconds), not the simulated latency. Its rows show it
+/// without a latency signal (AIMD only backs off on errors, so it grows to its maximum), and
+/// they are not reproducible from run to run (its Gradient2 row varies). Ours and tower's
+/// are exact.
+async fn side_by_side(scenario: &Scenario, window: (u64, u64), unloaded: f64) -> Vec<Row> {
+    let mut rows = vec![
+        row(scenario, window, "no limit", None, |backend| backend).await,
+        row(
+            scenario,
+            window,
+            "tower ConcurrencyLimit(4) + LoadShed",
+            Some(Box::new(|| Some(4.0))),
+            |backend| {
+                ServiceBuilder::new()
+                    .load_shed()
+                    .concurrency_limit(4)
+                    .service(backend)
+            },
+        )
+        .await,
+    ];
+    {
+        let (algorithm, make) = resilience(tr::Aimd::builder().build().expect("valid"));
+        let probe: Probe = Box::new(move || Some(algorithm.limit() as f64));
+        let name = "tower-resilience AIMD + LoadShed";
+        rows.push(row(scenario, window, name, Some(probe), make).await);
+    }
+    {
+        let (algorithm, make) = resilience(tr::Vegas::builder().build().expect("valid"));
+        let probe: Probe = Box::new(move || Some(algorithm.limit() as f64));
+        let name = "tower-resilience Vegas + LoadShed";
+        rows.push(row(scenario, window, name, Some(probe), make).await);
+    }
+    {
+        let (algorithm, make) = resilience(tr::Gradient2::builder().build().expect("valid"));
+        let probe: Probe = Box::new(move || Some(algorithm.limit() as f64));
+        let name = "tower-resilience Gradient2 + LoadShed";
+        rows.push(row(scenario, window, name, Some(probe), make).await);
+    }
+    for algo in [
+        Algo::Aimd,
+        Algo::Vegas,
+        Algo::Gradient2,
+        Algo::Gradient2Tight,
+    ] {
+        let layer = AdaptiveConcurrencyLayer::builder()
+            .algorithm(algorithm(algo))
+            .mode(Mode::FailFast)
+            .build()
+            .expect("valid configuration");
+        let limiter = layer.limiter().clone();
+        let probe: Probe = Box::new(move || Some(limiter.limit() as f64));
+        let name = format!("steadfast {algo:?}");
+        let mut r = row(scenario, window, &name, Some(probe), |b| layer.layer(b)).await;
+        r.ours = true;
+        rows.push(r);
+    }
+
+    println!(
+        "{} (seed {}), {}-{} s; unloaded p99 {unloaded:.0} ms",
+        scenario.name, scenario.seed, window.0, window.1
+    );
+    println!(
+        "| {:<38} | goodput | p50 ms | p99 ms | p99/u | reject  | timeout | limit |",
+        "stack"
+    );
+    println!(
+        "|{:-<40}|--------:|-------:|-------:|------:|--------:|--------:|------:|",
+        ""
+    );
+    for r in &rows {
+        r.print(unloaded);
+    }
+
+    let bare = &rows[0].window;
+    assert!(
+        bare.goodput_rps() < 10.0,
+        "the unprotected backend collapses: goodput {:.1}/s",
+        bare.goodput_rps()
+    );
+    rows
+}
+
+/// The 2× phase of Netflix's harness (offered 200/s after 30 s at 50/s and 30 s at 90/s),
+/// from its tenth second on: every stack side by side. Ours are held to the targets
+/// (goodput at least 95/s, accepted p99 at most 3× the unloaded p99, no timeouts, about
+/// half refused); the unprotected backend must collapse; the others are printed.
+///
+/// Run with `-- --nocapture` to see the table.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn side_by_side_in_netflix_harness_at_twice_the_capacity() {
+    let unloaded = unloaded_p99().await;
+    let rows = side_by_side(&netflix_harness(), OVERLOAD, unloaded).await;
+    for r in rows.iter().filter(|r| r.ours) {
+        r.window
+            .check(&[
+                Envelope::at_least(Metric::GoodputRps, 95.0),
+                Envelope::at_most(Metric::LatencyP99, 3.0 * unloaded / 1e3),
+                Envelope::at_most(Metric::TimeoutRatio, 0.0),
+                // Offered twice the capacity: about half must be refused, not more.
+                Envelope::new(Metric::RejectRatio, 0.45, 0.55),
+            ])
+            .unwrap_or_else(|e| panic!("{}: {e}", r.name));
+    }
+}
+
+/// The same stacks offered 2× from the very start. Without a quiet period, the
+/// delay-based algorithms never see the no-load RTT: their first windows already queue
+/// behind an initial limit of 20, so Vegas' minimum and Gradient2's long average learn the
+/// overloaded RTT as the baseline and hold the limit around 20-40 (accepted p99 5-9×
+/// unloaded), although goodput stays at capacity. AIMD, whose signal is a latency
+/// timeout, meets the latency target. Envelopes pin what each achieves.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn side_by_side_from_a_cold_start_at_twice_the_capacity() {
+    let unloaded = unloaded_p99().await;
+    let rows = side_by_side(&cold_double_load(), (20, 80), unloaded).await;
+    for r in rows.iter().filter(|r| r.ours) {
+        let p99_over_unloaded = if r.name.ends_with("Aimd") { 3.0 } else { 10.0 };
+        r.window
+            .check(&[
+                Envelope::at_least(Metric::GoodputRps, 95.0),
+                Envelope::at_most(Metric::LatencyP99, p99_over_unloaded * unloaded / 1e3),
+                Envelope::at_most(Metric::TimeoutRatio, 0.0),
+                Envelope::new(Metric::RejectRatio, 0.45, 0.55),
+            ])
+            .unwrap_or_else(|e| panic!("{}: {e}", r.name));
+    }
+}
+
+// === Capacity doubles ===
+
+/// 5 workers × 20 ms lognormal (250/s, L* = 5), warmed up at half load for 20 s, then
+/// offered 600/s; at 50 s five more workers come (500/s, L* = 10) and the offered load is
+/// 1.2× the new capacity.
+fn doubling() -> Scenario {
+    let backend = BackendConfig::new(5, Distribution::lognormal(20 * MS, 0.5))
+        .with_capacity_change(secs(DOUBLE_AT), 10);
+    let rate = Schedule::constant(125.0).then_at(secs(20), 600.0);
+    Scenario::new("capacity doubles", backend, Load::poisson_schedule(rate))
+        .with_duration(secs(90))
+        .with_seed(14)
+}
+
+const DOUBLE_AT: u64 = 50;
+const L_STAR_DOUBLED: f64 = 10.0;
+
+async fn capacity_doubles(algo: Algo) -> (Vec<f64>, Summary) {
+    let report = run(&doubling(), algo).await;
+    let limits = limits_from(&report, DOUBLE_AT);
+    let before = report.window(secs(30), secs(DOUBLE_AT));
+    let after = report.window(secs(DOUBLE_AT + 20), secs(90));
+    println!("{algo:?} before (L* 5):  {}", describe(&before));
+    println!("{algo:?} after  (L* 10): {}", describe(&after));
+    println!("{algo:?} limit per window after the change: {limits:?}");
+    (limits, after)
+}
+
+/// The target: back within [0.8, 1.25]·L* in at most 10 windows after the
+/// capacity doubles. As after a halving, no algorithm meets it: each climbs into its own
+/// band above L* (measured, seed 14, L* = 10): Vegas 10 → 16 (1.6·L*) in 1 window,
+/// Gradient2 13 → 22-28 (2.2-2.8·L*) in 12, AIMD 16 → a 26-35 sawtooth (2.6-3.5·L*) in
+/// 10, the tight Gradient2 7 → 13-14 (1.3-1.4·L*) in 12. None stays under 12.5.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+#[ignore = "target not met: limits settle at 1.3-3.5x L* after 1-12 windows"]
+async fn limit_returns_within_a_quarter_of_l_star_in_ten_windows_after_a_doubling() {
+    for algo in [
+        Algo::Gradient2,
+        Algo::Vegas,
+        Algo::Aimd,
+        Algo::Gradient2Tight,
+    ] {
+        let (limits, _) = capacity_doubles(algo).await;
+        let settled = windows_to_settle(&limits, 0.8 * L_STAR_DOUBLED, 1.25 * L_STAR_DOUBLED);
+        assert!(
+            settled.is_some_and(|w| w <= 10),
+            "{algo:?}: {settled:?} windows, limits {limits:?}"
+        );
+    }
+}
+
+/// What each algorithm achieves after the capacity doubles: the band it settles in (as a
+/// multiple of the new L* = 10), how many windows it takes, and that goodput reaches the
+/// new capacity with short latency. Every limit was above the new L* before the change
+/// except the tight Gradient2's (7), so none holds the backend below its new capacity for
+/// long: goodput is at least 90% of it from 20 s after the change.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn limit_follows_a_capacity_doubling_into_a_band_above_l_star() {
+    // (algorithm, band as a multiple of L*, most windows to settle in it)
+    for (algo, lo, hi, windows) in [
+        (Algo::Gradient2, 2.2, 3.0, 13),
+        (Algo::Vegas, 1.5, 1.7, 2),
+        (Algo::Aimd, 2.6, 3.6, 11),
+        (Algo::Gradient2Tight, 1.3, 1.4, 13),
+    ] {
+        let (limits, after) = capacity_doubles(algo).await;
+        let settled = windows_to_settle(&limits, lo * L_STAR_DOUBLED, hi * L_STAR_DOUBLED);
+        println!("{algo:?}: settled in [{lo}, {hi}]·L* after {settled:?} windows");
+        assert!(
+            settled.is_some_and(|w| w <= windows),
+            "{algo:?}: {settled:?} windows, limits {limits:?}"
+        );
+        after
+            .check(&[
+                Envelope::at_least(Metric::GoodputRps, 450.0),
                 Envelope::at_most(Metric::LatencyP99, 0.150),
                 Envelope::at_most(Metric::TimeoutRatio, 0.0),
             ])
