@@ -100,6 +100,7 @@ mod layer;
 mod limiter;
 pub mod partition;
 mod service;
+mod sync;
 mod window;
 
 pub use crate::error::{InvalidLimitConfig, TimedOut};

@@ -3,8 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use tokio::time::Instant;
 use crate::algorithm::LimitAlgorithm;
 use crate::error::InvalidLimitConfig;
 use crate::partition::{self, PartitionStats, Partitions};
+use crate::sync::{AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 use crate::window::{Update, WindowConfig, Windowed};
 
 /// An adaptive concurrency limit shared by every service of an

@@ -35,9 +35,9 @@
 //! has used it up.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::error::InvalidLimitConfig;
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
 /// The name of the implicit partition of requests whose partition is not declared.
 pub const UNKNOWN_PARTITION: &str = "unknown";
