@@ -260,6 +260,7 @@ impl PostgresLeaseStore {
         Fut: Future<Output = Result<Client, tokio_postgres::Error>> + Send + 'static,
     {
         Self::with_connection(Connection::Reconnecting {
+            // Boxed once per reconnect, not per lease operation.
             connect: Box::new(move || Box::pin(connect())),
             client: tokio::sync::Mutex::new(None),
         })

@@ -150,6 +150,8 @@ impl Gate {
                         return self.reject();
                     }
                     let deadline = Instant::now() + queue.timeout;
+                    // The service (not the request) owns one boxed timer, allocated the first
+                    // time it queues and reset afterwards: no allocation per request.
                     match self.timer.as_mut() {
                         Some(timer) => timer.as_mut().reset(deadline),
                         None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
