@@ -26,7 +26,7 @@ use hlc_gen::{HlcGenerator, HlcTimestamp};
 use steadfast_core::clock::{SystemClock, WallClock};
 use steadfast_hlc::{Hlc, Timestamp};
 
-use crate::two_threads::ThreadPair;
+use steadfast_benches::two_threads::ThreadPair;
 
 /// hlc-gen's drift bound is in milliseconds; the same 500 ms as the others' defaults.
 const HLC_GEN_MAX_DRIFT_MS: usize = 500;
@@ -172,102 +172,6 @@ fn update(c: &mut Criterion) {
     });
 
     group.finish();
-}
-
-mod two_threads {
-    //! Two worker threads that call a function concurrently, timed from the first thread's
-    //! start to the last thread's finish.
-
-    // Wall time across threads is what is measured here; tokio's pausable Instant has no
-    // place in a benchmark.
-    #![allow(clippy::disallowed_types)]
-
-    use std::hint::black_box;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::{Arc, Barrier, Mutex};
-    use std::thread::{self, JoinHandle};
-    use std::time::{Duration, Instant};
-
-    const THREADS: usize = 2;
-
-    struct Shared {
-        /// Releases the workers for a run (the workers and the benchmark thread).
-        start: Barrier,
-        /// Reached by everyone once both workers have finished a run.
-        done: Barrier,
-        iters: AtomicU64,
-        stop: AtomicBool,
-        /// Each worker's (start, end) of the last run.
-        spans: Mutex<Vec<(Instant, Instant)>>,
-    }
-
-    /// A pair of threads parked between runs, so spawning is not measured.
-    pub(crate) struct ThreadPair {
-        shared: Arc<Shared>,
-        workers: Vec<JoinHandle<()>>,
-    }
-
-    impl ThreadPair {
-        pub(crate) fn new<F, T>(f: F) -> Self
-        where
-            F: Fn() -> T + Send + Sync + 'static,
-        {
-            let shared = Arc::new(Shared {
-                start: Barrier::new(THREADS + 1),
-                done: Barrier::new(THREADS + 1),
-                iters: AtomicU64::new(0),
-                stop: AtomicBool::new(false),
-                spans: Mutex::new(Vec::with_capacity(THREADS)),
-            });
-            let f = Arc::new(f);
-            let workers = (0..THREADS)
-                .map(|_| {
-                    let shared = Arc::clone(&shared);
-                    let f = Arc::clone(&f);
-                    thread::spawn(move || {
-                        loop {
-                            shared.start.wait();
-                            if shared.stop.load(Ordering::Acquire) {
-                                return;
-                            }
-                            let iters = shared.iters.load(Ordering::Acquire);
-                            let begin = Instant::now();
-                            for _ in 0..iters {
-                                black_box(f());
-                            }
-                            let end = Instant::now();
-                            shared.spans.lock().expect("poisoned").push((begin, end));
-                            shared.done.wait();
-                        }
-                    })
-                })
-                .collect();
-            Self { shared, workers }
-        }
-
-        /// Both threads make `iters` calls; returns the wall time from the first thread
-        /// starting to the last one finishing.
-        pub(crate) fn run(&self, iters: u64) -> Duration {
-            self.shared.spans.lock().expect("poisoned").clear();
-            self.shared.iters.store(iters, Ordering::Release);
-            self.shared.start.wait();
-            self.shared.done.wait();
-            let spans = self.shared.spans.lock().expect("poisoned");
-            let begin = spans.iter().map(|s| s.0).min().expect("two spans");
-            let end = spans.iter().map(|s| s.1).max().expect("two spans");
-            end - begin
-        }
-    }
-
-    impl Drop for ThreadPair {
-        fn drop(&mut self) {
-            self.shared.stop.store(true, Ordering::Release);
-            self.shared.start.wait();
-            for worker in self.workers.drain(..) {
-                worker.join().expect("worker panicked");
-            }
-        }
-    }
 }
 
 criterion_group!(benches, now_one_thread, now_two_threads, update);

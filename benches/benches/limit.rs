@@ -24,49 +24,25 @@
 //!
 //! Run with `cargo bench -p steadfast-benches --bench limit`; see `benches/README.md`.
 
-use std::fmt;
-use std::future::{self, Future, Ready};
+use std::future::{self, Ready};
 use std::hint::black_box;
 use std::io;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use steadfast_benches::call_once;
+use steadfast_benches::two_threads::ThreadPair;
 use steadfast_core::classify::ErrorsAsFailures;
 use steadfast_limit::partition::Partitions;
 use steadfast_limit::{AdaptiveConcurrencyLayer, Mode, WindowConfig};
 use tower::limit::ConcurrencyLimitLayer;
-use tower::{Layer, Service, service_fn};
+use tower::{Layer, service_fn};
 use tower_resilience_adaptive::{AdaptiveLimiterLayer, Aimd};
-
-use crate::two_threads::ThreadPair;
 
 /// tower's static limit: high enough never to be reached.
 const TOWER_LIMIT: usize = 1000;
 
 fn echo(request: u64) -> Ready<Result<u64, io::Error>> {
     future::ready(Ok(request))
-}
-
-/// One request: `poll_ready`, `call`, and a single poll of the response future with a
-/// no-op waker. Every service in this bench is ready at once and answers on the first poll.
-fn call_once<S>(service: &mut S, request: u64) -> S::Response
-where
-    S: Service<u64>,
-    S::Error: fmt::Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match service.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        Poll::Ready(Err(err)) => panic!("poll_ready failed: {err:?}"),
-        Poll::Pending => panic!("the service is not ready at once"),
-    }
-    let mut future = pin!(service.call(request));
-    match future.as_mut().poll(&mut cx) {
-        Poll::Ready(Ok(response)) => response,
-        Poll::Ready(Err(err)) => panic!("the call failed: {err:?}"),
-        Poll::Pending => panic!("the response future is not ready on its first poll"),
-    }
 }
 
 /// steadfast's rows: the layer's defaults in `mode`, timing every request or (the
@@ -170,7 +146,7 @@ fn two_threads(c: &mut Criterion) {
 
     // Each pair of threads lives for one benchmark and is reused across its samples; each
     // thread drives its own clone of one service.
-    let pair = ThreadPair::new(move || {
+    let pair = ThreadPair::per_thread(move || {
         let mut service = echo;
         move || call_once(&mut service, black_box(42))
     });
@@ -178,7 +154,7 @@ fn two_threads(c: &mut Criterion) {
     drop(pair);
 
     let tower = ConcurrencyLimitLayer::new(TOWER_LIMIT).layer(echo);
-    let pair = ThreadPair::new(move || {
+    let pair = ThreadPair::per_thread(move || {
         let mut service = tower.clone();
         move || call_once(&mut service, black_box(42))
     });
@@ -187,7 +163,7 @@ fn two_threads(c: &mut Criterion) {
 
     // tower-resilience makes a new semaphore in every `layer` call; clones share it.
     let resilience = resilience().layer(echo);
-    let pair = ThreadPair::new(move || {
+    let pair = ThreadPair::per_thread(move || {
         let mut service = resilience.clone();
         move || call_once(&mut service, black_box(42))
     });
@@ -199,7 +175,7 @@ fn two_threads(c: &mut Criterion) {
     for (name, mode, time_every_request) in STEADFAST_ROWS {
         let layer = steadfast(mode, time_every_request);
         let service = layer.layer(echo);
-        let pair = ThreadPair::new(move || {
+        let pair = ThreadPair::per_thread(move || {
             let mut service = service.clone();
             move || call_once(&mut service, black_box(42))
         });
@@ -211,7 +187,7 @@ fn two_threads(c: &mut Criterion) {
 
     let layer = partitioned();
     let service = layer.layer(echo);
-    let pair = ThreadPair::new(move || {
+    let pair = ThreadPair::per_thread(move || {
         let mut service = service.clone();
         move || call_once(&mut service, black_box(42))
     });
@@ -222,106 +198,6 @@ fn two_threads(c: &mut Criterion) {
     assert_eq!(layer.stats().in_flight, 0);
 
     group.finish();
-}
-
-mod two_threads {
-    //! Two worker threads, each calling its own function concurrently, timed from the first
-    //! thread's start to the last thread's finish (the `hlc` bench's pair, with per-thread
-    //! state: a `Service` needs `&mut self`).
-
-    // Wall time across threads is what is measured here; tokio's pausable Instant has no
-    // place in a benchmark.
-    #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
-
-    use std::hint::black_box;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::{Arc, Barrier, Mutex};
-    use std::thread::{self, JoinHandle};
-    use std::time::{Duration, Instant};
-
-    const THREADS: usize = 2;
-
-    struct Shared {
-        /// Releases the workers for a run (the workers and the benchmark thread).
-        start: Barrier,
-        /// Reached by everyone once both workers have finished a run.
-        done: Barrier,
-        iters: AtomicU64,
-        stop: AtomicBool,
-        /// Each worker's (start, end) of the last run.
-        spans: Mutex<Vec<(Instant, Instant)>>,
-    }
-
-    /// A pair of threads parked between runs, so spawning is not measured.
-    pub(crate) struct ThreadPair {
-        shared: Arc<Shared>,
-        workers: Vec<JoinHandle<()>>,
-    }
-
-    impl ThreadPair {
-        /// `make` is called once on each thread for the function that thread calls.
-        pub(crate) fn new<M, F, T>(make: M) -> Self
-        where
-            M: Fn() -> F + Send + Sync + 'static,
-            F: FnMut() -> T,
-        {
-            let shared = Arc::new(Shared {
-                start: Barrier::new(THREADS + 1),
-                done: Barrier::new(THREADS + 1),
-                iters: AtomicU64::new(0),
-                stop: AtomicBool::new(false),
-                spans: Mutex::new(Vec::with_capacity(THREADS)),
-            });
-            let make = Arc::new(make);
-            let workers = (0..THREADS)
-                .map(|_| {
-                    let shared = Arc::clone(&shared);
-                    let make = Arc::clone(&make);
-                    thread::spawn(move || {
-                        let mut f = make();
-                        loop {
-                            shared.start.wait();
-                            if shared.stop.load(Ordering::Acquire) {
-                                return;
-                            }
-                            let iters = shared.iters.load(Ordering::Acquire);
-                            let begin = Instant::now();
-                            for _ in 0..iters {
-                                black_box(f());
-                            }
-                            let end = Instant::now();
-                            shared.spans.lock().expect("poisoned").push((begin, end));
-                            shared.done.wait();
-                        }
-                    })
-                })
-                .collect();
-            Self { shared, workers }
-        }
-
-        /// Both threads make `iters` calls; returns the wall time from the first thread
-        /// starting to the last one finishing.
-        pub(crate) fn run(&self, iters: u64) -> Duration {
-            self.shared.spans.lock().expect("poisoned").clear();
-            self.shared.iters.store(iters, Ordering::Release);
-            self.shared.start.wait();
-            self.shared.done.wait();
-            let spans = self.shared.spans.lock().expect("poisoned");
-            let begin = spans.iter().map(|s| s.0).min().expect("two spans");
-            let end = spans.iter().map(|s| s.1).max().expect("two spans");
-            end - begin
-        }
-    }
-
-    impl Drop for ThreadPair {
-        fn drop(&mut self) {
-            self.shared.stop.store(true, Ordering::Release);
-            self.shared.start.wait();
-            for worker in self.workers.drain(..) {
-                worker.join().expect("worker panicked");
-            }
-        }
-    }
 }
 
 criterion_group!(benches, one_thread, two_threads);

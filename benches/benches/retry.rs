@@ -21,53 +21,30 @@
 //!
 //! Run with `cargo bench -p steadfast-benches --bench retry`; see `benches/README.md`.
 
-use std::fmt;
-use std::future::{self, Future, Ready};
+use std::future::{self, Ready};
 use std::hint::black_box;
 use std::io;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
+use steadfast_benches::call_once;
 use steadfast_core::classify::ErrorsAsFailures;
 use steadfast_retry::RetryLayer;
 use steadfast_retry::body::ReplayBody;
 use tower::retry::backoff::{Backoff, ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::util::rng::HasherRng;
-use tower::{Layer, Service, service_fn};
+use tower::{Layer, service_fn};
 use tower_resilience_retry::RetryBudgetBuilder;
 
 /// Attempts in all, the first included: steadfast's default.
 const MAX_ATTEMPTS: u32 = 3;
 
 type HttpRequest = Request<Full<Bytes>>;
-
-/// One call: `poll_ready`, `call`, and a single poll of the response future with a no-op
-/// waker. Every service in this bench is ready at once and answers on the first poll.
-fn call_once<S, Req>(service: &mut S, request: Req) -> S::Response
-where
-    S: Service<Req>,
-    S::Error: fmt::Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match service.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        Poll::Ready(Err(err)) => panic!("poll_ready failed: {err:?}"),
-        Poll::Pending => panic!("the service is not ready at once"),
-    }
-    let mut future = pin!(service.call(request));
-    match future.as_mut().poll(&mut cx) {
-        Poll::Ready(Ok(response)) => response,
-        Poll::Ready(Err(err)) => panic!("the call failed: {err:?}"),
-        Poll::Pending => panic!("the response future is not ready on its first poll"),
-    }
-}
 
 /// The connection-level I/O errors steadfast's `classify_error` retries.
 fn retryable_io(err: &io::Error) -> bool {
