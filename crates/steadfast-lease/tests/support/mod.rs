@@ -1,4 +1,6 @@
-//! Shared test support: a process-pause switch and the lease checker.
+//! Shared test support: a process-pause switch and the lease checker; real processes
+//! (`process`), a store recording its last successful send (`recording`), and the real
+//! backends with a child holder process (`holder`).
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
@@ -11,6 +13,11 @@ use std::time::Duration;
 
 use steadfast_lease::{FenceGate, Fenced, FencingToken};
 use tokio::time::Instant;
+
+#[cfg(any(feature = "redis", feature = "postgres", feature = "etcd"))]
+pub mod holder;
+pub mod process;
+pub mod recording;
 
 /// Simulates pausing a whole process (GC, `SIGSTOP`, a VM migration): every future
 /// wrapped with [`Pause::wrap`] stops being polled while paused, whatever it waits on,
