@@ -3,8 +3,8 @@
 //!
 //! A fixed concurrency limit is wrong twice: too high, and an overloaded backend queues
 //! work until every answer is too late; too low, and capacity is wasted. This crate learns
-//! the limit with the algorithms of Netflix's `concurrency-limits`, behind a normal tower
-//! layer.
+//! the limit with the algorithms of Netflix's `concurrency-limits`, Vector's adaptive
+//! request concurrency, or our Little's-law estimator, behind a normal tower layer.
 //!
 //! # Overview
 //!
@@ -28,8 +28,11 @@
 //!   it is saturated (Netflix's partitioned limiter), with
 //!   [`AdaptiveConcurrencyLayerBuilder::partitions`] in fail-fast mode.
 //! - [`algorithm`]: [`Aimd`](algorithm::Aimd), [`Vegas`](algorithm::Vegas) and
-//!   [`Gradient2`](algorithm::Gradient2) as pure state machines, or your own
-//!   [`LimitAlgorithm`](algorithm::LimitAlgorithm).
+//!   [`Gradient2`](algorithm::Gradient2) (Netflix's), [`Vector`](algorithm::Vector)
+//!   (Vector's ARC, on one-RTT windows: [`Vector::window_config`](algorithm::Vector::window_config))
+//!   and [`Little`](algorithm::Little) (ours: the limit estimated from Little's law) as
+//!   pure state machines, or your own [`LimitAlgorithm`](algorithm::LimitAlgorithm). The
+//!   [`algorithm`] module compares them.
 //! - [`Limiter`]: the shared state, usable without tower (acquire a [`Permit`], report the
 //!   outcome), and its [`LimitStats`].
 //!
@@ -75,7 +78,7 @@
 //!
 //! | setting | default | source and reason |
 //! |---|---|---|
-//! | algorithm | [`Gradient2`](algorithm::Gradient2) | Netflix's recommended limit |
+//! | algorithm | [`Gradient2`](algorithm::Gradient2) | Netflix's recommended limit; see the [`algorithm`] module for the others |
 //! | minimum limit | 1 for every algorithm | Netflix: 20 for AIMD and Gradient2, which costs 10× latency at 2× load on a 2-worker backend |
 //! | window | 1 s, at least 10 requests | Netflix `WindowedLimit` |
 //! | requests timed | about 1000 per window (all below 2000) | ours: Netflix times every request |

@@ -73,6 +73,9 @@ pub struct Limiter {
 struct Hot {
     in_flight: AtomicUsize,
     successes: AtomicU64,
+    /// 1 once a request was admitted at the limit (itself included) since the last
+    /// completion was sampled: [`Sample::limit_reached`](crate::algorithm::Sample::limit_reached).
+    reached: AtomicUsize,
 }
 
 impl fmt::Debug for Limiter {
@@ -133,6 +136,7 @@ impl Limiter {
             hot: Hot {
                 in_flight: AtomicUsize::new(0),
                 successes: AtomicU64::new(0),
+                reached: AtomicUsize::new(0),
             },
             limit: AtomicUsize::new(limit),
             waiters: WaitList::default(),
@@ -209,9 +213,23 @@ impl Limiter {
                 Ordering::SeqCst,
                 Ordering::SeqCst,
             ) {
-                Ok(_) => return Some(current + 1),
+                Ok(_) => {
+                    if current + 1 >= limit {
+                        self.mark_reached();
+                    }
+                    return Some(current + 1);
+                }
                 Err(actual) => current = actual,
             }
+        }
+    }
+
+    /// Notes that a request was admitted at the limit (written once per sampled
+    /// completion at most: the load keeps the line shared until then).
+    #[inline]
+    fn mark_reached(&self) {
+        if self.hot.reached.load(Ordering::Relaxed) == 0 {
+            self.hot.reached.store(1, Ordering::Relaxed);
         }
     }
 
@@ -301,6 +319,7 @@ impl Limiter {
             return None;
         }
         let in_flight = self.hot.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.mark_reached();
         Some(Admission::new(in_flight, index))
     }
 
@@ -402,6 +421,10 @@ impl Limiter {
                 if let Some(stride) = windowed.retune(now, completed) {
                     self.stride.store(stride, Ordering::Relaxed);
                 }
+            }
+            if self.hot.reached.load(Ordering::Relaxed) != 0 {
+                self.hot.reached.store(0, Ordering::Relaxed);
+                windowed.limit_reached();
             }
             let update = windowed.record(now, rtt, in_flight, dropped);
             if let Some(update) = &update {

@@ -45,6 +45,11 @@ use crate::error::InvalidLimitConfig;
 /// A window closes only on a timed completion; if the traffic falls sharply, the windows
 /// stretch until the stride catches up, one window later.
 ///
+/// An algorithm may ask for its own window length
+/// ([`LimitAlgorithm::next_window`](crate::algorithm::LimitAlgorithm::next_window):
+/// [`Vector`](crate::algorithm::Vector) wants one mean RTT); it is clamped to
+/// `[min_window, max_window]` too.
+///
 /// Netflix's defaults make every window one second long whatever the RTT. For fast
 /// services with plenty of traffic, a shorter `min_window` (say 100 ms) reacts ten times
 /// faster; keep `min_samples × mean RTT / min_window` well below the concurrency you
@@ -177,12 +182,13 @@ struct Accumulator {
     drop_rtt_sum: Duration,
     max_in_flight: usize,
     dropped: bool,
+    limit_reached: bool,
 }
 
 impl Accumulator {
-    /// The window as one sample; `last_rtt` stands in for the RTT of a window that timed
-    /// nothing (only untimed drops).
-    fn sample(&self, last_rtt: Duration) -> Sample {
+    /// The window as one sample, `window` long; `last_rtt` stands in for the RTT of a
+    /// window that timed nothing (only untimed drops).
+    fn sample(&self, last_rtt: Duration, window: Duration, stride: usize) -> Sample {
         let rtt = if self.rtt_count > 0 {
             self.rtt_sum / self.rtt_count
         } else if self.drop_count > 0 {
@@ -190,9 +196,11 @@ impl Accumulator {
         } else {
             last_rtt
         };
-        let mut sample = Sample::new(rtt, self.max_in_flight, self.dropped);
+        let mut sample = Sample::new(rtt, self.max_in_flight, self.dropped)
+            .with_window(window, (self.rtt_count as usize).saturating_mul(stride));
         sample.min_rtt = self.min_rtt.unwrap_or(rtt);
         sample.count = self.samples;
+        sample.limit_reached = self.limit_reached;
         sample
     }
 }
@@ -214,12 +222,17 @@ pub(crate) struct Windowed<A> {
     window: Accumulator,
     /// The end of the current window; `None` until the first sample starts one.
     end: Option<Instant>,
+    /// When the current window started: its first recorded completion, or the close of
+    /// the previous window.
+    start: Option<Instant>,
     /// The RTT and the minimum RTT of the last closed window.
     last_rtt: Duration,
     last_min_rtt: Duration,
     /// When the request rate was last measured for the stride, and the requests completed
     /// then.
     rate_since: Option<(Instant, u64)>,
+    /// The timing stride last computed: each timed success stands for this many.
+    stride: usize,
 }
 
 impl<A: LimitAlgorithm> Windowed<A> {
@@ -229,10 +242,17 @@ impl<A: LimitAlgorithm> Windowed<A> {
             algorithm,
             window: Accumulator::default(),
             end: None,
+            start: None,
             last_rtt: Duration::ZERO,
             last_min_rtt: Duration::ZERO,
             rate_since: None,
+            stride: 1,
         }
+    }
+
+    /// Notes that a request admitted during the current window found the limit reached.
+    pub(crate) fn limit_reached(&mut self) {
+        self.window.limit_reached = true;
     }
 
     /// Records one finished request: `rtt` is `None` for a request that was not timed
@@ -247,9 +267,11 @@ impl<A: LimitAlgorithm> Windowed<A> {
         if !dropped && rtt.is_none_or(|rtt| rtt < self.config.min_rtt_threshold) {
             return None;
         }
-        let end = *self
-            .end
-            .get_or_insert_with(|| now + self.config.window_after(rtt.unwrap_or_default()));
+        if self.end.is_none() {
+            self.end = Some(now + self.window_after(rtt.unwrap_or_default()));
+            self.start = Some(now);
+        }
+        let end = self.end.unwrap_or(now);
         let w = &mut self.window;
         w.samples += 1;
         w.max_in_flight = w.max_in_flight.max(in_flight);
@@ -272,17 +294,28 @@ impl<A: LimitAlgorithm> Windowed<A> {
             return None;
         }
         let closed = std::mem::take(&mut self.window);
-        let sample = closed.sample(self.last_rtt);
+        let length = now.saturating_duration_since(self.start.unwrap_or(now));
+        let sample = closed.sample(self.last_rtt, length, self.stride);
         self.last_rtt = sample.rtt;
         self.last_min_rtt = sample.min_rtt;
-        self.end = Some(now + self.config.window_after(sample.min_rtt));
         let previous = self.algorithm.limit();
         let limit = self.algorithm.update(&sample).max(1);
+        self.end = Some(now + self.window_after(sample.min_rtt));
+        self.start = Some(now);
         Some(Update {
             previous,
             limit,
             sample,
         })
+    }
+
+    /// The length of the next window: the algorithm's wish if it has one, else twice
+    /// `min_rtt`; clamped to the configured bounds.
+    fn window_after(&self, min_rtt: Duration) -> Duration {
+        match self.algorithm.next_window() {
+            Some(wish) => wish.clamp(self.config.min_window, self.config.max_window),
+            None => self.config.window_after(min_rtt),
+        }
     }
 
     /// Called on every timed completion (samples too fast to count included), with the
@@ -298,7 +331,7 @@ impl<A: LimitAlgorithm> Windowed<A> {
             self.rate_since = Some((now, completed));
             return None;
         };
-        let window = self.config.window_after(self.last_min_rtt);
+        let window = self.window_after(self.last_min_rtt);
         let elapsed = now.saturating_duration_since(since);
         if elapsed < window || elapsed.is_zero() {
             return None;
@@ -307,7 +340,8 @@ impl<A: LimitAlgorithm> Windowed<A> {
         let requests = completed.saturating_sub(completed_then) as f64;
         let per_window = requests * window.as_secs_f64() / elapsed.as_secs_f64();
         // Truncation is the point: below 2 × target a window, every request is timed.
-        Some(((per_window / target as f64) as usize).max(1))
+        self.stride = ((per_window / target as f64) as usize).max(1);
+        Some(self.stride)
     }
 }
 
@@ -350,6 +384,8 @@ mod tests {
         assert_eq!(update.sample.min_rtt, 10 * MS);
         assert_eq!(update.sample.in_flight, 9);
         assert!(update.sample.dropped);
+        assert_eq!(update.sample.successes, 3);
+        assert_eq!(update.sample.window, 160 * MS, "from the first completion");
         assert_eq!((update.previous, update.limit), (10, 9));
         // The next window starts empty.
         assert!(w.record(t0 + 170 * MS, Some(20 * MS), 1, false).is_none());
@@ -375,6 +411,25 @@ mod tests {
         let mut all = Windowed::new(WindowConfig::per_request(), Aimd::new());
         assert_eq!(all.retune(t0, 0), None);
         assert_eq!(all.retune(t0 + 100 * MS, 1_000_000), None);
+    }
+
+    #[test]
+    fn an_algorithm_may_choose_its_window() {
+        use crate::algorithm::Vector;
+        let mut w = Windowed::new(Vector::window_config(), Vector::new());
+        let t0 = Instant::now();
+        // Vector's first response closes a zero-length window at once.
+        let first = w.record(t0, Some(100 * MS), 1, false).expect("closes");
+        assert_eq!(first.sample.window, Duration::ZERO);
+        // Then one mean RTT (100 ms): open at 50 ms, closed at 100 ms.
+        assert!(w.record(t0 + 50 * MS, Some(100 * MS), 1, false).is_none());
+        let second = w.record(t0 + 100 * MS, Some(100 * MS), 1, false);
+        let second = second.expect("closes after one mean RTT");
+        assert_eq!(
+            (second.sample.successes, second.sample.window),
+            (2, 100 * MS)
+        );
+        assert_eq!(second.limit, 2, "reached at 1, RTT at the mean: +1");
     }
 
     #[test]

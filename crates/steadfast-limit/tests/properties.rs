@@ -3,16 +3,25 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use steadfast_limit::algorithm::{Aimd, Gradient2, LimitAlgorithm, Sample, Vegas};
+use steadfast_limit::algorithm::{Aimd, Gradient2, LimitAlgorithm, Little, Sample, Vegas};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// A random sample: RTT 1 ms to 2 s, up to 500 in flight, dropped one time in five.
+/// A random sample: RTT 1 ms to 2 s, up to 500 in flight, dropped one time in five, a
+/// window of up to 2 s with up to 1000 successes.
 fn sample() -> impl Strategy<Value = Sample> {
-    (1u64..2_000, 0usize..500, prop::bool::weighted(0.2))
-        .prop_map(|(rtt, in_flight, dropped)| Sample::new(ms(rtt), in_flight, dropped))
+    (
+        1u64..2_000,
+        0usize..500,
+        prop::bool::weighted(0.2),
+        0u64..2_000,
+        0usize..1_000,
+    )
+        .prop_map(|(rtt, in_flight, dropped, window, successes)| {
+            Sample::new(ms(rtt), in_flight, dropped).with_window(ms(window), successes)
+        })
 }
 
 /// `(min, initial, max)` with `1 <= min <= initial <= max <= 1000`.
@@ -25,13 +34,19 @@ enum Kind {
     Aimd,
     Vegas,
     Gradient2,
+    Little,
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
-    prop_oneof![Just(Kind::Aimd), Just(Kind::Vegas), Just(Kind::Gradient2)]
+    prop_oneof![
+        Just(Kind::Aimd),
+        Just(Kind::Vegas),
+        Just(Kind::Gradient2),
+        Just(Kind::Little)
+    ]
 }
 
-/// One of the three algorithms, with Netflix's parameters and random bounds; Vegas'
+/// One of the algorithms with bounds, with their default parameters and random bounds; Vegas'
 /// smoothing stays at its default of 1 (none), under which its steps are whole.
 fn algorithm(
     kind: Kind,
@@ -54,6 +69,12 @@ fn algorithm(
         ),
         Kind::Gradient2 => Box::new(
             Gradient2::new()
+                .min_limit(min)
+                .initial_limit(initial)
+                .max_limit(max),
+        ),
+        Kind::Little => Box::new(
+            Little::new()
                 .min_limit(min)
                 .initial_limit(initial)
                 .max_limit(max),

@@ -16,7 +16,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use steadfast_limit::algorithm::{Aimd, Gradient2, LimitAlgorithm, QueueSize, Vegas};
+use steadfast_limit::algorithm::{
+    Aimd, Gradient2, LimitAlgorithm, Little, QueueSize, Vector, Vegas,
+};
 use steadfast_limit::{AdaptiveConcurrencyLayer, Mode, WindowConfig};
 use steadfast_sim::{
     Backend, BackendConfig, Distribution, Envelope, Load, Metric, Report, Scenario, Schedule,
@@ -42,6 +44,12 @@ enum Algo {
     /// Gradient2 tuned to hug L*: no latency tolerance, a queue allowance of 1, and
     /// smoothing 0.5 so that it steps down up to 25% per window.
     Gradient2Tight,
+    /// Ours: Little's law (throughput × baseline RTT).
+    Little,
+    /// Vegas with its queue estimated from the requests in flight, not the limit.
+    VegasMeasured,
+    /// Vector's ARC, on Vector's one-RTT windows.
+    Vector,
 }
 
 fn algorithm(algo: Algo) -> Box<dyn LimitAlgorithm> {
@@ -56,6 +64,18 @@ fn algorithm(algo: Algo) -> Box<dyn LimitAlgorithm> {
                 .queue_size(QueueSize::Constant(1))
                 .smoothing(0.5),
         ),
+        Algo::Little => Box::new(Little::new()),
+        Algo::VegasMeasured => Box::new(Vegas::new().seed(7).measured_queue(true)),
+        Algo::Vector => Box::new(Vector::new()),
+    }
+}
+
+/// The windows each algorithm runs on: Netflix's 1 s windows, but Vector's one-RTT ones
+/// for Vector.
+fn window_for(algo: Algo) -> WindowConfig {
+    match algo {
+        Algo::Vector => Vector::window_config(),
+        _ => WindowConfig::new(),
     }
 }
 
@@ -63,7 +83,7 @@ fn algorithm(algo: Algo) -> Box<dyn LimitAlgorithm> {
 async fn run(scenario: &Scenario, algo: Algo) -> Report {
     let layer = AdaptiveConcurrencyLayer::builder()
         .algorithm(algorithm(algo))
-        .window(WindowConfig::new())
+        .window(window_for(algo))
         .mode(Mode::FailFast)
         .build()
         .expect("valid configuration");
@@ -216,13 +236,32 @@ async fn vegas_meets_the_overload_targets_of_netflix_harness() {
     assert_overload_targets(&h);
 }
 
-/// The target Vegas misses: it reads the queueing a busy M/G/2 backend has at 0.8× load
-/// (mean RTT about twice the no-load RTT) as congestion and settles near 13, under the
-/// ~20 that keeps rejections at 0.1%. See the achieved envelope below.
+/// The target Netflix's Vegas misses: it reads the queueing a busy M/G/2 backend has at
+/// 0.8× load (mean RTT about twice the no-load RTT) as `L / 2` queued requests and
+/// settles near 13-15, under the ~20 that keeps rejections at 0.1%: it refuses 0.26%
+/// (seed 12). Met with `Vegas::measured_queue` (next test); see the achieved envelope
+/// of the default below.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-#[ignore = "target not met: Vegas rejects about 0.4% at 0.8x load"]
+#[ignore = "target not met by Netflix's Vegas: it rejects about 0.26% at 0.8x load"]
 async fn vegas_rejects_at_most_a_thousandth_at_0_8x_load() {
     let rejected = light_load(Algo::Vegas).await;
+    assert!(
+        rejected <= 0.001,
+        "reject rate at 0.8x {:.4}%",
+        rejected * 100.0
+    );
+}
+
+/// Vegas with its queue measured from the requests in flight (`measured_queue(true)`)
+/// meets every target of Netflix's harness: none refused at 0.8× load (limit mean 25),
+/// and at 2× goodput 100/s with an accepted p99 of 2.3× the unloaded p99. When the limit
+/// is the bottleneck the requests in flight are the limit, so overload behaves as
+/// Netflix's Vegas.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn vegas_with_a_measured_queue_meets_netflix_harness_targets() {
+    let h = netflix(Algo::VegasMeasured).await;
+    assert_overload_targets(&h);
+    let rejected = light_load(Algo::VegasMeasured).await;
     assert!(
         rejected <= 0.001,
         "reject rate at 0.8x {:.4}%",
@@ -236,6 +275,30 @@ async fn vegas_rejects_under_one_percent_at_0_8x_load() {
     let rejected = light_load(Algo::Vegas).await;
     assert!(
         rejected <= 0.01,
+        "reject rate at 0.8x {:.4}%",
+        rejected * 100.0
+    );
+}
+
+/// Our `Little` in Netflix's harness: it hugs L* = 2, so at 2× the accepted p99 stays at
+/// 1.2× the unloaded p99 (Gradient2: 2.2×), but it misses two targets. Goodput at 2× is
+/// 89/s (target 95): failing fast at a limit of 2-3 on 2 workers leaves a worker idle
+/// while a freed permit waits for the next arrival. And it refuses 1.2% at 0.8× (target
+/// 0.1%): Poisson bursts at 80/s on 2 workers need a limit of 15 or more, and it gets
+/// there only one request per window. Pinned here so that a change shows.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn little_in_netflix_harness() {
+    let h = netflix(Algo::Little).await;
+    assert!(h.goodput >= 85.0, "goodput at 2x {:.1}/s", h.goodput);
+    assert!(
+        h.p99 <= 1.5 * h.unloaded_p99,
+        "accepted p99 at 2x {:.0} ms vs unloaded {:.0} ms",
+        h.p99,
+        h.unloaded_p99
+    );
+    let rejected = light_load(Algo::Little).await;
+    assert!(
+        rejected <= 0.015,
         "reject rate at 0.8x {:.4}%",
         rejected * 100.0
     );
@@ -309,21 +372,24 @@ async fn capacity_halves(algo: Algo) -> (Vec<f64>, Summary) {
     (limits, after)
 }
 
-/// The target: back within [0.8, 1.25]·L* in at most 5 windows. No algorithm
-/// meets it with Netflix's parameters; each settles in its own band above L*, which is how
-/// they are designed: Vegas keeps alpha..beta (3..6) requests queued, Gradient2 tolerates
-/// 1.5× the baseline RTT plus `sqrt(L)` queued, and both step down slowly (Vegas by
-/// `log10(L)` per window, Gradient2 by at most ~10%). Measured (seed 13): Gradient2
-/// 23 → 13 (2.6·L*) in 7 windows, Vegas 16 → 10 (2.0·L*) in 5, AIMD 29 → 13..18 (3·L*) in
-/// 4, the tight Gradient2 12 → 6..7 (1.2-1.4·L*) in 3: fast enough, but 7 > 1.25·L*.
+/// The target: back within [0.8, 1.25]·L* in at most 5 windows. Met by our
+/// `Little` (next test); not by the others with their parameters: each settles in its
+/// own band above L*, which is how they are designed: Vegas keeps alpha..beta (3..6)
+/// requests queued, Gradient2 tolerates 1.5× the baseline RTT plus `sqrt(L)` queued, and
+/// both step down slowly (Vegas by `log10(L)` per window, Gradient2 by at most ~10%).
+/// Measured (seed 13): Gradient2 23 → 13 (2.6·L*) in 7 windows, Vegas 16 → 10 (2.0·L*) in
+/// 5, AIMD 29 → 13..18 (3·L*) in 4, the tight Gradient2 12 → 6..7 (1.2-1.4·L*) in 3: fast
+/// enough, but 7 > 1.25·L*; Vector's ARC (one-RTT windows) 32 → 35-47 (7-9·L*): its
+/// deviation threshold follows the RTT up and a 20 ms link gives it 50 windows a second.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-#[ignore = "target not met: limits settle at 1.2-3.6x L* after 3-7 windows"]
+#[ignore = "target not met: limits settle at 1.2-9x L* after 3-7 windows"]
 async fn limit_returns_within_a_quarter_of_l_star_in_five_windows() {
     for algo in [
         Algo::Gradient2,
         Algo::Vegas,
         Algo::Aimd,
         Algo::Gradient2Tight,
+        Algo::Vector,
     ] {
         let (limits, _) = capacity_halves(algo).await;
         let settled = windows_to_settle(&limits, 0.8 * L_STAR_AFTER, 1.25 * L_STAR_AFTER);
@@ -331,6 +397,34 @@ async fn limit_returns_within_a_quarter_of_l_star_in_five_windows() {
             settled.is_some_and(|w| w <= 5),
             "{algo:?}: {settled:?} windows, limits {limits:?}"
         );
+    }
+}
+
+/// The target met: `Little` is back within [0.8, 1.25]·L* one window after the capacity
+/// halves (limits 4-6 from then on, L* = 5), with this scenario's seed and another (seeds 2-6
+/// too, measured once).
+/// It pays for hugging L* with goodput: failing fast, a freed permit waits for the next
+/// arrival, so at a limit of 4-6 the 5 workers are busy 85-92% of the time (goodput
+/// 213-230/s of 250, where the algorithms that settle 2-3× above L* reach 240+).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn little_returns_within_a_quarter_of_l_star_in_five_windows() {
+    for seed in [13, 1] {
+        let report = run(&halving().with_seed(seed), Algo::Little).await;
+        let limits = limits_after_change(&report);
+        let settled = windows_to_settle(&limits, 0.8 * L_STAR_AFTER, 1.25 * L_STAR_AFTER);
+        println!("Little, seed {seed}: settled after {settled:?} windows, limits {limits:?}");
+        assert!(
+            settled.is_some_and(|w| w <= 5),
+            "seed {seed}: {settled:?} windows, limits {limits:?}"
+        );
+        report
+            .window(secs(CHANGE + 10), secs(80))
+            .check(&[
+                Envelope::at_least(Metric::GoodputRps, 210.0),
+                Envelope::at_most(Metric::LatencyP99, 0.080),
+                Envelope::at_most(Metric::TimeoutRatio, 0.0),
+            ])
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     }
 }
 
@@ -612,24 +706,66 @@ async fn capacity_doubles(algo: Algo) -> (Vec<f64>, Summary) {
 }
 
 /// The target: back within [0.8, 1.25]·L* in at most 10 windows after the
-/// capacity doubles. As after a halving, no algorithm meets it: each climbs into its own
-/// band above L* (measured, seed 14, L* = 10): Vegas 10 → 16 (1.6·L*) in 1 window,
-/// Gradient2 13 → 22-28 (2.2-2.8·L*) in 12, AIMD 16 → a 26-35 sawtooth (2.6-3.5·L*) in
-/// 10, the tight Gradient2 7 → 13-14 (1.3-1.4·L*) in 12. None stays under 12.5.
+/// capacity doubles. Met by `Little` with this scenario's seed (next test); the others
+/// each climb into their own band above L* (measured, seed 14, L* = 10): Vegas 10 → 16
+/// (1.6·L*) in 1 window, Gradient2 13 → 22-28 (2.2-2.8·L*) in 12, AIMD 16 → a 26-35
+/// sawtooth (2.6-3.5·L*) in 10, the tight Gradient2 7 → 13-14 (1.3-1.4·L*) in 12, Vector's
+/// ARC 36-58 (4-6·L*). None stays under 12.5.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-#[ignore = "target not met: limits settle at 1.3-3.5x L* after 1-12 windows"]
+#[ignore = "target not met: limits settle at 1.3-6x L* after 1-12 windows"]
 async fn limit_returns_within_a_quarter_of_l_star_in_ten_windows_after_a_doubling() {
     for algo in [
         Algo::Gradient2,
         Algo::Vegas,
         Algo::Aimd,
         Algo::Gradient2Tight,
+        Algo::Vector,
     ] {
         let (limits, _) = capacity_doubles(algo).await;
         let settled = windows_to_settle(&limits, 0.8 * L_STAR_DOUBLED, 1.25 * L_STAR_DOUBLED);
         assert!(
             settled.is_some_and(|w| w <= 10),
             "{algo:?}: {settled:?} windows, limits {limits:?}"
+        );
+    }
+}
+
+/// The target met by `Little` with this scenario's seed (14): within [0.8, 1.25]·L* three
+/// windows after the capacity doubles (limits 8-12, L* = 10), goodput 433/s of 500. Not
+/// robustly: see the next test.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn little_returns_within_a_quarter_of_l_star_in_ten_windows_after_a_doubling() {
+    let report = run(&doubling(), Algo::Little).await;
+    let limits = limits_from(&report, DOUBLE_AT);
+    let settled = windows_to_settle(&limits, 0.8 * L_STAR_DOUBLED, 1.25 * L_STAR_DOUBLED);
+    assert!(
+        settled.is_some_and(|w| w <= 10),
+        "{settled:?} windows, limits {limits:?}"
+    );
+    report
+        .window(secs(DOUBLE_AT + 20), secs(90))
+        .check(&[
+            Envelope::at_least(Metric::GoodputRps, 420.0),
+            Envelope::at_most(Metric::LatencyP99, 0.080),
+            Envelope::at_most(Metric::TimeoutRatio, 0.0),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The doubling target over other seeds: `Little` meets it with seeds 4, 5 and 6 (4, 4 and
+/// 8 windows) but not 1, 2 and 3 (31, 27 and 11): offered 1.2× the new capacity, a larger
+/// limit barely raises the throughput (the arrivals, not the limit, leave permits idle),
+/// so its probing sometimes stalls at 7-9 for an L* of 10.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+#[ignore = "target not met robustly: 3 of 6 seeds settle in <= 10 windows"]
+async fn little_meets_the_doubling_target_with_other_seeds() {
+    for seed in 1..=6 {
+        let report = run(&doubling().with_seed(seed), Algo::Little).await;
+        let limits = limits_from(&report, DOUBLE_AT);
+        let settled = windows_to_settle(&limits, 0.8 * L_STAR_DOUBLED, 1.25 * L_STAR_DOUBLED);
+        assert!(
+            settled.is_some_and(|w| w <= 10),
+            "seed {seed}: {settled:?} windows, limits {limits:?}"
         );
     }
 }

@@ -19,8 +19,21 @@
 //! assert_eq!(aimd.update(&drop), 9); // a drop: ×0.9, rounded down
 //! ```
 //!
-//! The three algorithms follow Netflix's `concurrency-limits` (`AIMDLimit`, `VegasLimit`,
-//! `Gradient2Limit`) formula for formula; each type's docs list where and why we deviate.
+//! | algorithm | signal | per update | source |
+//! |---|---|---|---|
+//! | [`Aimd`] | drops (and RTTs over a timeout) | +1 when used, ×0.9 on a drop | Netflix `AIMDLimit` |
+//! | [`Vegas`] | RTT over the no-load RTT, as a queue length | ±`log10(L)`, +`6·log10(L)` without a queue | Netflix `VegasLimit` |
+//! | [`Gradient2`] (default) | RTT over a long-term average | ×gradient + `sqrt(L)`, smoothed: ≤ +0.2·`sqrt(L)`, about −10% | Netflix `Gradient2Limit` |
+//! | [`Vector`] | RTT over an EWMA (mean + 2.5 deviations), drops | +1 per RTT when used, ×0.9 | Vector's ARC |
+//! | [`Little`] | throughput × no-load RTT (Little's law) | jumps to the estimate; +1 probes that must pay | ours |
+//!
+//! The first three follow Netflix's `concurrency-limits` (`AIMDLimit`, `VegasLimit`,
+//! `Gradient2Limit`) formula for formula, and [`Vector`] Vector's `controller.rs`; each
+//! type's docs list where and why we deviate. [`Little`] is ours: it meets the
+//! convergence targets the others miss (back within `[0.8, 1.25]·L*` one window after the
+//! capacity halves), at the price of more refusals of bursts on narrow backends; see its
+//! docs for the figures.
+//!
 //! The most important deviation is shared: **the default minimum limit is 1**, not
 //! Netflix's 20 for AIMD and Gradient2. A floor of 20 in front of a backend that can only
 //! serve 2 requests at once lets 18 requests queue, which at twice the backend's capacity
@@ -35,10 +48,14 @@ use crate::error::InvalidLimitConfig;
 
 mod aimd;
 mod gradient2;
+mod little;
+mod vector;
 mod vegas;
 
 pub use aimd::Aimd;
 pub use gradient2::{Gradient2, QueueSize};
+pub use little::Little;
+pub use vector::Vector;
 pub use vegas::Vegas;
 
 /// What an algorithm learns from one update: the measurements of one sampling window (or
@@ -61,8 +78,22 @@ pub struct Sample {
     /// Whether a request of the window was dropped: refused for overload downstream, or
     /// timed out.
     pub dropped: bool,
+    /// Whether a request *admitted* during the window found the limit reached (itself
+    /// included): Vector's `reached_limit`. [`in_flight`](Self::in_flight) looks at the
+    /// requests that *finished* in the window instead; a window as short as one RTT may
+    /// close before the requests admitted at the limit finish. For one request,
+    /// `in_flight >= 1` is all that is known: `false`.
+    pub limit_reached: bool,
     /// How many requests the window aggregates.
     pub count: usize,
+    /// How many successful requests the window stands for: the timed successes behind
+    /// [`rtt`](Self::rtt), times the timing stride under heavy traffic (see
+    /// [`WindowConfig::timed_per_window`](crate::WindowConfig::timed_per_window)); 0 when
+    /// the RTT comes from drops, or from the previous window.
+    pub successes: usize,
+    /// How long the window lasted, from its first recorded completion to the one that
+    /// closed it (zero for one request).
+    pub window: Duration,
 }
 
 impl Sample {
@@ -74,7 +105,29 @@ impl Sample {
             min_rtt: rtt,
             in_flight,
             dropped,
+            limit_reached: false,
             count: 1,
+            successes: if dropped { 0 } else { 1 },
+            window: Duration::ZERO,
+        }
+    }
+
+    /// The same sample with [`window`](Self::window) and [`successes`](Self::successes)
+    /// set: a window of `successes` timed successes lasting `window`.
+    #[must_use]
+    pub const fn with_window(mut self, window: Duration, successes: usize) -> Self {
+        self.window = window;
+        self.successes = successes;
+        self
+    }
+
+    /// Successful requests per second over the window (0 for a zero-length window).
+    pub fn throughput(&self) -> f64 {
+        let secs = self.window.as_secs_f64();
+        if secs > 0.0 {
+            self.successes as f64 / secs
+        } else {
+            0.0
         }
     }
 }
@@ -106,6 +159,14 @@ pub trait LimitAlgorithm: fmt::Debug + Send + 'static {
     fn name(&self) -> &'static str {
         "custom"
     }
+
+    /// How long the algorithm wants its next window to be, if it has a view: the window
+    /// is this long, clamped to [`WindowConfig`](crate::WindowConfig)'s `min_window` and
+    /// `max_window`. The default, `None`, keeps the configuration's rule (twice the last
+    /// window's minimum RTT). [`Vector`] answers its mean RTT: one update per round trip.
+    fn next_window(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl<A: LimitAlgorithm + ?Sized> LimitAlgorithm for Box<A> {
@@ -123,6 +184,10 @@ impl<A: LimitAlgorithm + ?Sized> LimitAlgorithm for Box<A> {
 
     fn name(&self) -> &'static str {
         (**self).name()
+    }
+
+    fn next_window(&self) -> Option<Duration> {
+        (**self).next_window()
     }
 }
 
