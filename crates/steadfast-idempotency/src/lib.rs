@@ -8,8 +8,8 @@
 //!
 //! [`IdempotencyLayer`] wraps any `http::Request<B>` → `http::Response<ResB>` service
 //! (axum's `Router` included: every refusal is a response, the layer never fails), and
-//! keeps its records in an [`IdempotencyStore`]: [`MemoryStore`] for one process, Redis
-//! and PostgreSQL stores later.
+//! keeps its records in an [`IdempotencyStore`]: [`MemoryStore`] for one process,
+//! `RedisStore` or `PostgresStore` for a fleet (see [Stores](#stores)).
 //!
 //! # How a request is handled
 //!
@@ -145,6 +145,23 @@
 //! Set the lease above the handler's timeout: a handler still running when its lease
 //! expires can be run again by a retry.
 //!
+//! # Stores
+//!
+//! Every store keeps the [`IdempotencyStore`] contract (an atomic claim, increasing
+//! fencing tokens, fenced writes, expiry by the store's own clock), checked by one
+//! conformance suite run against all three:
+//!
+//! | store | feature | claim | clock | clean-up |
+//! |---|---|---|---|---|
+//! | [`MemoryStore`] | (always) | a sharded map, no I/O | tokio's | evicts expired records when room is needed |
+//! | `RedisStore` | `redis` | one Lua script (`EVALSHA`): one round trip per operation | Redis's (`PX`, `TIME`) | by Redis (`PX`) |
+//! | `PostgresStore` | `postgres` | one `INSERT … ON CONFLICT … RETURNING`: one round trip per operation | the database's `clock_timestamp()` | `reap_expired()`, run it periodically |
+//!
+//! The network stores encode responses in a documented length-prefixed binary format; a
+//! record that does not decode is a `CorruptRecord` error (so a `503`), never a panic.
+//! When a store cannot be reached the layer fails closed with `503` (or open, if set) and
+//! recovers by itself when the store is back. Each store's docs give its data layout.
+//!
 //! # Client side
 //!
 //! [`IdempotencyKeyLayer`] is the client's half: it adds `Idempotency-Key: <random UUID v4>`
@@ -175,10 +192,21 @@
 //! # }
 //! ```
 //!
+//! # Messages: processing a delivery once
+//!
+//! Queues and streams deliver at least once. [`Consumer::process_once`] gives a message
+//! handler the same claim, replay and fencing over the same stores: the first delivery of a
+//! key runs the work and stores its result (encoded by [`Codec`]), duplicates get the
+//! stored result without running it, a delivery while another is in flight or with a
+//! different payload is refused with a typed [`ProcessError`], and a failure or a dropped
+//! future releases the claim so that a redelivery runs again. See [`consumer`].
+//!
 //! # Feature flags
 //!
 //! - `metrics`: emit [`IdempotencyStats`]' events as `metrics` counters named
 //!   `steadfast_idempotency_<event>_total` with a `name` label.
+//! - `redis`: `RedisStore`, records in Redis (the `redis` crate's connection manager).
+//! - `postgres`: `PostgresStore`, records in a PostgreSQL table (`tokio-postgres`).
 //!
 //! # Supported Rust versions
 //!
@@ -188,19 +216,33 @@
 
 pub mod body;
 pub mod client;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod codec;
+pub mod consumer;
 mod error;
 pub mod future;
 mod key;
 mod layer;
 mod memory;
 mod policy;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod problem;
+#[cfg(feature = "redis")]
+mod redis;
 pub mod scope;
 mod service;
 mod stats;
 mod store;
 
 pub use crate::client::{AddIdempotencyKey, IdempotencyKeyLayer, KeyGenerator, UuidV4Keys};
+#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "redis", feature = "postgres"))))]
+pub use crate::codec::CorruptRecord;
+pub use crate::consumer::{
+    Codec, Consumer, ConsumerBuilder, NotRecorded, ProcessError, Processed, StoredFailure,
+    message_fingerprint,
+};
 pub use crate::error::{CapacityExceeded, InvalidIdempotencyConfig};
 pub use crate::key::{IdempotencyKey, KeyError, MAX_KEY_LEN, parse_idempotency_key};
 pub use crate::layer::{
@@ -212,7 +254,13 @@ pub use crate::memory::{
     DEFAULT_MAX_BYTES, DEFAULT_MAX_RECORDS, DEFAULT_SHARDS, MemoryStore, MemoryStoreBuilder,
 };
 pub use crate::policy::StorePolicy;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use crate::postgres::PostgresStore;
 pub use crate::problem::IDEMPOTENT_REPLAYED;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use crate::redis::RedisStore;
 pub use crate::scope::{ScopeExtractor, Unscoped};
 pub use crate::service::Idempotency;
 pub use crate::stats::IdempotencyStats;

@@ -219,7 +219,7 @@ pub enum WriteOutcome {
 pub type BoxStoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send + 'static>>;
 
 /// Where idempotency records live: [`MemoryStore`](crate::MemoryStore) in one process,
-/// and later Redis and PostgreSQL for a fleet.
+/// `RedisStore` (feature `redis`) or `PostgresStore` (feature `postgres`) for a fleet.
 ///
 /// # Contract
 ///
