@@ -23,7 +23,8 @@
 //!   rejections, timeouts, latency of answers and of rejections (p50/p99/p99.9 from HDR
 //!   histograms), wasted work, the backend's queue and in-flight count, and the stack's
 //!   limit through a [probe](Simulation::limit_probe): for the whole run, per bucket
-//!   (default 1 s), or over any window; as CSV with [`Report::to_csv`].
+//!   (default 1 s), or over any window; as CSV with [`Report::to_csv`]; as SVG plots
+//!   with the `plot` feature (see [Feature flags](#feature-flags)).
 //! - **Assertions** ([`Envelope`]): Vector-style `[lo, hi]` ranges on any [`Metric`],
 //!   checked with [`Report::check`], which lists every violation with its value.
 //!
@@ -80,12 +81,21 @@
 //! millisecond, and simultaneous events are ordered by when they were scheduled. Workers
 //! chain jobs on exact times, so the backend's capacity is exact. Keep service times well
 //! above a millisecond (Netflix's harness uses 20 ms, Vector's 50–100 ms).
+//!
+//! # Feature flags
+//!
+//! - `plot`: SVG plots of reports with `plotters` (SVG backend only): goodput and
+//!   throughput against offered load, one line per stack (`plot::LoadPlot`), and one run
+//!   over time: limit, in-flight, accepted latency, rejections (`plot::TimelinePlot`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
 mod backend;
 mod dist;
 mod driver;
+#[cfg(feature = "plot")]
+#[cfg_attr(docsrs, doc(cfg(feature = "plot")))]
+pub mod plot;
 mod report;
 mod request;
 mod rng;
@@ -96,6 +106,8 @@ mod stats;
 pub use backend::{Backend, BackendFuture};
 pub use dist::Distribution;
 pub use driver::{RejectionClassifier, Simulation, is_overload};
+#[cfg(feature = "plot")]
+pub use plot::{LoadPlot, PlotError, TimelinePlot};
 pub use report::{
     BackendSummary, ClassSummary, Envelope, EnvelopeFailure, EnvelopeViolation, GaugeSummary,
     LatencySummary, LimitSummary, Metric, Report, Summary,
