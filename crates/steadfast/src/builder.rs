@@ -5,6 +5,7 @@ use tower::ServiceBuilder;
     feature = "hlc",
     feature = "retry",
     feature = "limit",
+    feature = "shed",
     feature = "idempotency",
     feature = "lease"
 ))]
@@ -19,7 +20,8 @@ impl<L> sealed::Sealed<L> for ServiceBuilder<L> {}
 /// Adds a method per steadfast layer to [`tower::ServiceBuilder`].
 ///
 /// Each method is behind the feature of its crate. Layers whose configuration is validated
-/// (retry, hedging, adaptive concurrency, idempotency) take the already built layer, so the
+/// (retry, hedging, adaptive concurrency, load shedding, idempotency) take the already built
+/// layer, so the
 /// error is handled where the layer is built. The trait is sealed: only
 /// [`ServiceBuilder`] implements it.
 ///
@@ -91,6 +93,32 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         self,
         layer: steadfast_limit::AdaptiveConcurrencyLayer<C, P>,
     ) -> ServiceBuilder<Stack<steadfast_limit::AdaptiveConcurrencyLayer<C, P>, L>>;
+
+    /// Adds a built [`ShedLayer`](steadfast_shed::ShedLayer): a short, bounded queue in
+    /// front of a service that applies backpressure (such as
+    /// [`adaptive_concurrency`](Self::adaptive_concurrency) in its default mode), shed by
+    /// controlled delay, priority and deadline.
+    ///
+    /// See [`steadfast_shed`] for more details.
+    #[cfg(feature = "shed")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "shed")))]
+    fn shed<P, D>(
+        self,
+        layer: steadfast_shed::ShedLayer<P, D>,
+    ) -> ServiceBuilder<Stack<steadfast_shed::ShedLayer<P, D>, L>>;
+
+    /// Adds an [`OverloadResponseLayer`](steadfast_shed::OverloadResponseLayer): overload
+    /// and deadline errors from the layers inside become HTTP `503` (with `Retry-After`) and
+    /// `504`, or the gRPC statuses. Put it outermost; with its default policy the service
+    /// is infallible, as axum's `Router::layer` requires.
+    ///
+    /// See [`steadfast_shed::OverloadResponseLayer`] for more details.
+    #[cfg(feature = "shed")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "shed")))]
+    fn overload_response<O>(
+        self,
+        layer: steadfast_shed::OverloadResponseLayer<O>,
+    ) -> ServiceBuilder<Stack<steadfast_shed::OverloadResponseLayer<O>, L>>;
 
     /// Adds a built server-side [`IdempotencyLayer`](steadfast_idempotency::IdempotencyLayer).
     ///
@@ -176,6 +204,22 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: steadfast_limit::AdaptiveConcurrencyLayer<C, P>,
     ) -> ServiceBuilder<Stack<steadfast_limit::AdaptiveConcurrencyLayer<C, P>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "shed")]
+    fn shed<P, D>(
+        self,
+        layer: steadfast_shed::ShedLayer<P, D>,
+    ) -> ServiceBuilder<Stack<steadfast_shed::ShedLayer<P, D>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "shed")]
+    fn overload_response<O>(
+        self,
+        layer: steadfast_shed::OverloadResponseLayer<O>,
+    ) -> ServiceBuilder<Stack<steadfast_shed::OverloadResponseLayer<O>, L>> {
         self.layer(layer)
     }
 

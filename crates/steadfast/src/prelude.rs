@@ -33,3 +33,10 @@ pub use steadfast_limit::AdaptiveConcurrencyLayer;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub use steadfast_retry::{HedgeLayer, RetryLayer};
+
+#[cfg(feature = "shed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shed")))]
+pub use steadfast_shed::{
+    AdaptiveThrottleLayer, Deadline, FromHeader, HttpDeadline, LoadShedLayer,
+    OverloadResponseLayer, Priority, ShedLayer,
+};

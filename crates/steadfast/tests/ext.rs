@@ -43,11 +43,18 @@ fn every_layer_stacks() {
         .unwrap();
     let (_tx, rx) = watch::channel(LeaderState::Stopped);
     let hlc = Arc::new(Hlc::new());
+    let shed = ShedLayer::builder()
+        .priority(FromHeader::new())
+        .deadline(HttpDeadline)
+        .build()
+        .unwrap();
 
     let server = ServiceBuilder::new()
+        .overload_response(OverloadResponseLayer::http())
         .hlc_server(hlc.clone())
         .hlc(HlcLayer::server(hlc))
         .leader_only(LeaderOnlyLayer::http(rx))
+        .shed(shed)
         .adaptive_concurrency(limit)
         .idempotency(idempotency)
         .into_inner();
@@ -60,4 +67,53 @@ fn every_layer_stacks() {
     let inner = service_fn(echo_headers);
     let _server = server.layer(inner);
     let _client = client.layer(inner);
+}
+
+/// The overload part of a server stack, built with the extension methods: the request the
+/// limit and the queue cannot take is answered `503` with the shedder's `Retry-After`, and
+/// the queued one is served once the running one finishes.
+#[tokio::test(flavor = "current_thread")]
+async fn shed_and_overload_response_answer_503() {
+    let (open, gate) = watch::channel(false);
+    let handler = service_fn(move |_req: Request<()>| {
+        let mut gate = gate.clone();
+        async move {
+            gate.wait_for(|open| *open).await.unwrap();
+            Ok::<_, Infallible>(Response::new(String::from("done")))
+        }
+    });
+    let shed = ShedLayer::builder()
+        .capacity(1)
+        .retry_after(std::time::Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let limit = AdaptiveConcurrencyLayer::builder()
+        .algorithm(steadfast::limit::algorithm::Aimd::new().initial_limit(1))
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new()
+        .overload_response(OverloadResponseLayer::http())
+        .shed(shed.clone())
+        .adaptive_concurrency(limit)
+        .service(handler);
+
+    // One runs (the limit is 1), one waits (the queue holds 1), the third is refused.
+    let running = svc.ready().await.unwrap().call(Request::new(()));
+    let queued = svc.ready().await.unwrap().call(Request::new(()));
+    let refused = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "2");
+
+    open.send(true).unwrap();
+    let (running, queued) = tokio::join!(running, queued);
+    assert_eq!(running.unwrap().into_body(), "done");
+    assert_eq!(queued.unwrap().into_body(), "done");
+    let stats = shed.stats();
+    assert_eq!((stats.forwarded, stats.served, stats.refused), (1, 1, 1));
 }
