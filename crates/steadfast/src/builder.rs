@@ -66,10 +66,15 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
 
     /// Adds a built [`RetryLayer`](steadfast_retry::RetryLayer).
     ///
+    /// Named `with_retry`, not `retry`: tower's own `ServiceBuilder::retry` (tower's
+    /// `retry` feature, which any crate in the build can switch on) is an inherent method,
+    /// and inherent methods win over trait methods. It takes any value as a tower retry
+    /// *policy*, so `.retry(steadfast_layer)` would compile and build the wrong thing.
+    ///
     /// See [`steadfast_retry`] for more details.
     #[cfg(feature = "retry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
-    fn retry<C, P, R>(
+    fn with_retry<C, P, R>(
         self,
         layer: steadfast_retry::RetryLayer<C, P, R>,
     ) -> ServiceBuilder<Stack<steadfast_retry::RetryLayer<C, P, R>, L>>;
@@ -184,7 +189,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "retry")]
-    fn retry<C, P, R>(
+    fn with_retry<C, P, R>(
         self,
         layer: steadfast_retry::RetryLayer<C, P, R>,
     ) -> ServiceBuilder<Stack<steadfast_retry::RetryLayer<C, P, R>, L>> {

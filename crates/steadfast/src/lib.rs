@@ -49,7 +49,7 @@
 //! let retry = RetryLayer::http().max_attempts(3).build()?;
 //! let limit = AdaptiveConcurrencyLayer::builder().build()?;
 //! let client = ServiceBuilder::new()
-//!     .retry(retry)
+//!     .with_retry(retry)
 //!     .adaptive_concurrency(limit)
 //!     .service(service_fn(|req: String| async move { Ok::<_, std::convert::Infallible>(req) }));
 //! # let _ = client;

@@ -60,7 +60,7 @@ fn every_layer_stacks() {
         .into_inner();
     let client = ServiceBuilder::new()
         .idempotency_key()
-        .retry(retry)
+        .with_retry(retry)
         .hedge(hedge)
         .into_inner();
 
@@ -116,4 +116,37 @@ async fn shed_and_overload_response_answer_503() {
     assert_eq!(queued.unwrap().into_body(), "done");
     let stats = shed.stats();
     assert_eq!((stats.forwarded, stats.served, stats.refused), (1, 1, 1));
+}
+
+/// `with_retry` adds steadfast's `RetryLayer`, even when tower's `retry` feature is on in the
+/// build (the workspace's benches switch it on): a `503` is retried through it, which tower's
+/// `ServiceBuilder::retry`, taking our layer as its *policy*, could not do (that stack does
+/// not even implement `Service`).
+#[tokio::test(flavor = "current_thread")]
+async fn with_retry_retries_through_steadfast() {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    // The inner service sees the retry layer's replayable body.
+    let flaky = service_fn(move |_req: Request<_>| {
+        let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let status = if n == 0 { 503 } else { 200 };
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .status(status)
+                    .body(String::new())
+                    .unwrap(),
+            )
+        }
+    });
+    let retry = RetryLayer::http().max_attempts(3).build().unwrap();
+    let mut client = ServiceBuilder::new().with_retry(retry).service(flaky);
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri("/")
+        .body(String::new())
+        .unwrap();
+    let response = client.ready().await.unwrap().call(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
 }

@@ -422,7 +422,7 @@ pub async fn connect(addr: SocketAddr, config: ClientConfig) -> Result<WorkerCli
     let retry_stats = retry.stats();
     let stack = ServiceBuilder::new()
         .layer(SetGrpcTimeoutLayer::new(config.timeout)?)
-        .retry(retry)
+        .with_retry(retry)
         .hlc_client(hlc.clone())
         .map_request(to_tonic_body as ToTonicBody)
         .service(channel);

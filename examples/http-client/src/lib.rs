@@ -360,7 +360,7 @@ pub async fn run(backends: &[Backend], config: &RunConfig) -> Result<Report, Box
 
     let mut client = ServiceBuilder::new()
         .idempotency_key()
-        .retry(retry)
+        .with_retry(retry)
         .layer(throttle.clone())
         .hlc_client(hlc.clone())
         .service(router);
