@@ -4,6 +4,17 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// What `Instant + Duration` saturates to instead of overflowing: about 30 years (as tokio's
+/// own far-future instant).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `at + d`, or a far-future instant where that would overflow: never panics.
+pub(crate) fn saturating_add(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(FAR_FUTURE.min(d)))
+        .unwrap_or(at)
+}
+
 /// Facebook's controlled-delay overload detector: the variant of CoDel that folly's
 /// `Codel` and Envoy's `codel.cc` ship for request queues.
 ///
@@ -67,7 +78,9 @@ impl Default for Codel {
 
 impl Codel {
     /// A detector with the given target delay and interval (not checked: the
-    /// [`ShedLayerBuilder`](crate::ShedLayerBuilder) validates its own).
+    /// [`ShedLayerBuilder`](crate::ShedLayerBuilder) validates its own). Any durations
+    /// work, `Duration::MAX` included: interval ends saturate far in the future instead of
+    /// overflowing.
     pub const fn new(target: Duration, interval: Duration) -> Self {
         Self {
             target,
@@ -106,7 +119,7 @@ impl Codel {
                 self.overloaded = self.min_delay > self.target;
                 self.last_min_delay = self.min_delay;
             }
-            self.interval_end = Some(now + self.interval);
+            self.interval_end = Some(saturating_add(now, self.interval));
             self.reset = true;
         }
         if self.reset {
@@ -118,10 +131,18 @@ impl Codel {
         self.should_slough(delay)
     }
 
-    /// Whether a request that has waited `delay` so far would be sloughed now, without
-    /// recording anything.
+    /// Whether a request that has waited `delay` would be sloughed by the last verdict,
+    /// without recording anything. The verdict may be stale (see
+    /// [`should_slough_at`](Self::should_slough_at)).
     pub fn should_slough(&self, delay: Duration) -> bool {
         self.overloaded && delay > self.slough_threshold()
+    }
+
+    /// Whether a request that has waited `delay` would be sloughed at `now`, without
+    /// recording anything: [`is_overloaded_at`](Self::is_overloaded_at) and `delay` above
+    /// the [`slough_threshold`](Self::slough_threshold).
+    pub fn should_slough_at(&self, delay: Duration, now: Instant) -> bool {
+        self.is_overloaded_at(now) && delay > self.slough_threshold()
     }
 
     /// Whether the last finished interval's minimum delay exceeded the target.

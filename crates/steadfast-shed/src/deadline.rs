@@ -26,9 +26,10 @@ pub const REQUEST_TIMEOUT: HeaderName = HeaderName::from_static("x-request-timeo
 pub struct Deadline(pub Instant);
 
 impl Deadline {
-    /// The deadline `timeout` from now.
+    /// The deadline `timeout` from now (about 30 years from now at most: a longer timeout
+    /// saturates instead of overflowing).
     pub fn after(timeout: Duration) -> Self {
-        Self(Instant::now() + timeout)
+        Self(crate::codel::saturating_add(Instant::now(), timeout))
     }
 
     /// The instant.

@@ -39,12 +39,6 @@
 //!   errors become `500` / `UNKNOWN`, or pass through unchanged
 //!   ([`pass_through_other_errors`](OverloadResponseLayer::pass_through_other_errors)).
 //!
-//! Client side and protocol mapping:
-//!
-//! - [`AdaptiveThrottleLayer`]: the SRE book's client-side adaptive throttling.
-//! - [`OverloadResponseLayer`]: turns [`Overloaded`](steadfast_core::error::Overloaded)
-//!   and [`DeadlineExceeded`](error::DeadlineExceeded) into HTTP or gRPC responses.
-//!
 //! # The recommended stack
 //!
 //! The shedder goes in front of a limit that applies backpressure: the limit decides how

@@ -95,3 +95,14 @@ async fn an_overload_verdict_goes_stale_without_observations() {
     assert!(codel.is_overloaded());
     assert!(!codel.is_overloaded_at(Instant::now()));
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_longest_durations_do_not_overflow() {
+    let mut codel = Codel::new(MS, Duration::MAX);
+    let now = Instant::now();
+    assert!(!codel.observe(6 * MS, now));
+    assert!(!codel.observe(6 * MS, now + MS));
+    assert!(!codel.should_slough_at(6 * MS, now + MS));
+    let deadline = steadfast_shed::Deadline::after(Duration::MAX);
+    assert!(deadline.instant() > now + Duration::from_secs(86_400 * 365));
+}

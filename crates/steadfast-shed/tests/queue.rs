@@ -301,8 +301,9 @@ async fn a_full_queue_evicts_less_critical_waiters() {
     let mut svc = layer.layer(inner);
     let w = CountingWaker::new();
     let mut running = call_shed(&mut svc, 200, &w);
+    // A batch request joins only while that leaves the queue at most half full: first.
+    let mut batch = call_shed(&mut svc, 300, &w);
     let mut sheddable = call_shed(&mut svc, 400, &w);
-    let mut batch = call_shed(&mut svc, 300, &w); // more critical: takes the head's place
     let mut sheddable2 = call_shed(&mut svc, 401, &w);
     for f in [&mut running, &mut sheddable, &mut batch, &mut sheddable2] {
         assert!(poll(f, &w).is_pending());
@@ -385,40 +386,42 @@ async fn a_standing_lane_switches_to_lifo() {
         .expect("valid");
     let mut svc = layer.layer(inner);
     let w = CountingWaker::new();
-    // `CriticalPlus` waiters never time out early and are never sloughed: only the
-    // order is at stake.
+    // `CriticalPlus` waiters are never sloughed and time out after the interval (100 ms):
+    // only the order is at stake.
     let mut running = call_shed(&mut svc, 100, &w);
-    let mut waiting = vec![(101, call_shed(&mut svc, 101, &w))];
+    let mut f101 = call_shed(&mut svc, 101, &w);
+    // 101 becomes the head; 102 goes into the empty lane at t = 0.
+    let mut f102 = call_shed(&mut svc, 102, &w);
     advance(10 * MS).await;
-    waiting.push((102, call_shed(&mut svc, 102, &w)));
+    let mut f103 = call_shed(&mut svc, 103, &w);
     advance(10 * MS).await;
-    waiting.push((103, call_shed(&mut svc, 103, &w)));
-    assert!(poll(&mut running, &w).is_pending());
-    for (_, f) in &mut waiting {
+    let mut f104 = call_shed(&mut svc, 104, &w);
+    for f in [&mut running, &mut f101, &mut f102, &mut f103, &mut f104] {
         assert!(poll(f, &w).is_pending());
     }
-    // 101 is the head; 102 and 103 wait in the lane, which has not been empty since 102
-    // arrived (t = 10 ms). At t = 40 ms it is not standing yet: oldest first.
+    // t = 40 ms: the lane has not been empty for 40 ms, not standing yet: oldest first.
     advance(20 * MS).await;
     answer(&handle);
     expect_ok(poll(&mut running, &w));
-    let mut f101 = waiting.remove(0).1;
     assert!(poll(&mut f101, &w).is_pending());
     assert_eq!(answer(&handle), 101);
-    // Serving 101 chose 102 (FIFO) as the next head. Add 104 and let the lane stand.
-    let mut f104 = call_shed(&mut svc, 104, &w);
     let mut f105 = call_shed(&mut svc, 105, &w);
-    assert!(poll(&mut f104, &w).is_pending());
     assert!(poll(&mut f105, &w).is_pending());
-    advance(80 * MS).await; // t = 120 ms: the lane (103, 104, 105) stood since t = 20 ms
+    // t = 95 ms: still not standing; serving 102 (chosen FIFO at t = 40) chooses 103.
+    advance(55 * MS).await;
     expect_ok(poll(&mut f101, &w));
-    let mut f102 = waiting.remove(0).1;
     assert!(poll(&mut f102, &w).is_pending());
     assert_eq!(answer(&handle), 102);
     expect_ok(poll(&mut f102, &w));
-    // Newest first now: 105, not 103.
+    // t = 105 ms: the lane (104, 105) has not been empty since t = 0: it stands, and
+    // serving 103 chooses the newest, 105, not 104.
+    advance(10 * MS).await;
+    assert!(poll(&mut f103, &w).is_pending());
+    assert_eq!(answer(&handle), 103);
+    expect_ok(poll(&mut f103, &w));
     assert!(poll(&mut f105, &w).is_pending());
     assert_eq!(answer(&handle), 105);
+    assert!(poll(&mut f104, &w).is_pending());
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -591,4 +594,277 @@ async fn the_fast_path_allocates_nothing() {
     });
     assert_eq!(counted.count_total, 0);
     assert_eq!(layer.stats().forwarded, 1001);
+}
+
+// Regression tests for the defects a review found (one per fix).
+
+#[test]
+fn absurd_delays_are_rejected_when_built() {
+    let hour = Duration::from_secs(3600);
+    for interval in [Duration::MAX, hour + MS] {
+        let error = ShedLayer::builder()
+            .interval(interval)
+            .build()
+            .expect_err("an interval over one hour");
+        assert!(error.reason().contains("one hour"), "{error}");
+    }
+    assert!(
+        ShedLayer::builder()
+            .target(hour + MS)
+            .interval(Duration::MAX)
+            .build()
+            .is_err()
+    );
+    assert!(
+        ShedLayer::builder()
+            .target(hour)
+            .interval(hour)
+            .build()
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_longest_accepted_delays_queue_without_panicking() {
+    let (inner, handle) = inner(1);
+    let hour = Duration::from_secs(3600);
+    let layer = ShedLayer::builder()
+        .target(hour)
+        .interval(hour)
+        .build()
+        .expect("valid");
+    let mut svc = layer.layer(inner);
+    let w = CountingWaker::new();
+    let mut running = call_shed(&mut svc, 1, &w);
+    let mut queued = call_shed(&mut svc, 2, &w);
+    assert!(poll(&mut running, &w).is_pending());
+    assert!(poll(&mut queued, &w).is_pending());
+    answer(&handle);
+    expect_ok(poll(&mut running, &w));
+    assert!(poll(&mut queued, &w).is_pending());
+    assert_eq!(answer(&handle), 2);
+    assert_eq!(expect_ok(poll(&mut queued, &w)), 20);
+}
+
+/// A caller that holds a ready shedder without calling it (tower's `ReadyCache`, or
+/// `ready()` and no call) must not keep a place in the inner service's wait: the next free
+/// permit would go to it instead of the queue's head, which would time out.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_held_ready_service_does_not_take_the_heads_capacity() {
+    use tower::ServiceExt;
+    let layer = ShedLayer::new();
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(tower::limit::ConcurrencyLimitLayer::new(1))
+        .service(tower::service_fn(|r: u32| async move {
+            tokio::time::sleep(10 * MS).await;
+            Ok::<_, std::convert::Infallible>(r)
+        }));
+    let mut first = svc.clone();
+    let first = tokio::spawn(first.ready().await.expect("ready").call(1));
+    // The permit is taken: this `ready()` finds the limit full, and the service is held.
+    let mut holder = svc.clone();
+    holder.ready().await.expect("a shedder is always ready");
+    let mut second = svc.clone();
+    let second = second.ready().await.expect("ready").call(2);
+    let started = Instant::now();
+    assert_eq!(second.await.expect("served when the permit came back"), 2);
+    // Served when the first call ended (10 ms), then ran for 10 ms.
+    assert_eq!(started.elapsed(), 20 * MS);
+    assert_eq!(first.await.expect("no panic").expect("ok"), 1);
+    let stats = layer.stats();
+    assert_eq!((stats.served, stats.timed_out), (1, 0), "{stats:?}");
+    drop(holder);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_critical_arrival_evicts_a_less_critical_head() {
+    let (inner, handle) = inner(1);
+    let layer = ShedLayer::builder()
+        .priority(by_hundreds)
+        .capacity(1)
+        .build()
+        .expect("valid");
+    let mut svc = layer.layer(inner);
+    let w = CountingWaker::new();
+    let mut running = call_shed(&mut svc, 200, &w);
+    let mut sheddable = call_shed(&mut svc, 400, &w); // the head, in a queue of one
+    assert!(poll(&mut running, &w).is_pending());
+    assert!(poll(&mut sheddable, &w).is_pending());
+    // Full, and no lane waiter to evict: the less critical head makes room.
+    let mut critical = call_shed(&mut svc, 100, &w);
+    assert!(poll(&mut critical, &w).is_pending());
+    assert!(expect_err(poll(&mut sheddable, &w)).is::<Overloaded>());
+    let stats = layer.stats();
+    assert_eq!((stats.evicted, stats.refused, stats.waiting), (1, 0, 1));
+    answer(&handle);
+    expect_ok(poll(&mut running, &w));
+    assert!(poll(&mut critical, &w).is_pending());
+    assert_eq!(answer(&handle), 100);
+    assert_eq!(expect_ok(poll(&mut critical, &w)), 1000);
+    // A head as critical as the arrival stays: the arrival is refused.
+    let mut head = call_shed(&mut svc, 201, &w);
+    let mut head2 = call_shed(&mut svc, 202, &w);
+    assert!(poll(&mut head, &w).is_pending());
+    assert!(poll(&mut head2, &w).is_pending());
+    let mut refused = call_shed(&mut svc, 203, &w);
+    assert!(expect_err(poll(&mut refused, &w)).is::<Overloaded>());
+}
+
+/// A response future created and never polled that becomes the head must not hold up
+/// every request behind it past its own timer.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_unpolled_head_is_failed_when_its_timer_passes() {
+    let (inner, handle) = inner(1);
+    let layer = ShedLayer::new();
+    let mut svc = layer.layer(inner);
+    let w = CountingWaker::new();
+    let mut running = call_shed(&mut svc, 1, &w);
+    assert!(poll(&mut running, &w).is_pending());
+    let mut forgotten = call_shed(&mut svc, 2, &w); // the head, never polled below
+    advance(50 * MS).await;
+    let mut patient = call_shed(&mut svc, 3, &w);
+    assert!(poll(&mut patient, &w).is_pending());
+    answer(&handle);
+    expect_ok(poll(&mut running, &w));
+    // t = 100 ms: the forgotten head's queue timeout passes; the next request to reach
+    // the queue fails it, and the patient waiter becomes the head.
+    advance(50 * MS).await;
+    let wakes = w.wakes();
+    let mut later = call_shed(&mut svc, 4, &w);
+    assert!(poll(&mut later, &w).is_pending());
+    assert!(w.wakes() > wakes, "the new head was woken");
+    assert!(poll(&mut patient, &w).is_pending());
+    assert_eq!(answer(&handle), 3);
+    assert_eq!(expect_ok(poll(&mut patient, &w)), 30);
+    assert!(expect_err(poll(&mut forgotten, &w)).is::<Overloaded>());
+    let stats = layer.stats();
+    assert_eq!(
+        (stats.timed_out, stats.served),
+        (1, 1),
+        "counted once: {stats:?}"
+    );
+}
+
+/// The slough check reads a current verdict: once the overloaded interval is over with
+/// nothing observed, a waiter that waited long is served, not sloughed.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_stale_overload_verdict_sloughs_nobody() {
+    let (inner, handle) = inner(1);
+    let layer = ShedLayer::new();
+    let mut svc = layer.layer(inner);
+    let w = CountingWaker::new();
+    // One request at a time, each waiting 30 ms, until the lane is overloaded: that
+    // verdict starts a new interval at the serve that made it.
+    let mut current = call_shed(&mut svc, 0, &w);
+    assert!(poll(&mut current, &w).is_pending());
+    let mut rounds = 0;
+    while !layer.stats().overloaded {
+        rounds += 1;
+        assert!(rounds < 20, "the lane became overloaded");
+        let mut next = call_shed(&mut svc, 0, &w);
+        assert!(poll(&mut next, &w).is_pending());
+        advance(30 * MS).await;
+        answer(&handle);
+        expect_ok(poll(&mut current, &w));
+        assert!(poll(&mut next, &w).is_pending());
+        current = next;
+    }
+    // `current` runs; two requests queue behind it, and nothing leaves the queue for
+    // longer than the interval.
+    advance(6 * MS).await;
+    let mut first = call_shed(&mut svc, 1, &w);
+    assert!(poll(&mut first, &w).is_pending());
+    advance(4 * MS).await;
+    let mut second = call_shed(&mut svc, 2, &w);
+    assert!(poll(&mut second, &w).is_pending());
+    advance(95 * MS).await;
+    assert!(!layer.stats().overloaded, "the verdict is stale");
+    answer(&handle);
+    expect_ok(poll(&mut current, &w));
+    // `first` is served; `second`, 95 ms in the queue, becomes the head.
+    assert!(poll(&mut first, &w).is_pending());
+    assert_eq!(answer(&handle), 1);
+    assert!(poll(&mut second, &w).is_pending(), "not sloughed");
+    expect_ok(poll(&mut first, &w));
+    assert!(poll(&mut second, &w).is_pending());
+    assert_eq!(answer(&handle), 2);
+    assert_eq!(layer.stats().sloughed, 0);
+}
+
+/// Wakers run after the queue's lock is released: a waker that looks at the queue (here,
+/// reads the stats) does not deadlock.
+#[test]
+fn wakers_run_outside_the_lock() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Wake, Waker};
+
+    struct LooksAtTheQueue {
+        layer: ShedLayer,
+        wakes: AtomicUsize,
+    }
+    impl Wake for LooksAtTheQueue {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            let _ = self.layer.stats();
+            self.wakes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a runtime");
+        let _entered = runtime.enter();
+        let (inner, _handle) = inner(1);
+        let layer = ShedLayer::new();
+        let looker = Arc::new(LooksAtTheQueue {
+            layer: layer.clone(),
+            wakes: AtomicUsize::new(0),
+        });
+        let waker = Waker::from(Arc::clone(&looker));
+        let mut cx = Context::from_waker(&waker);
+        let mut svc = layer.layer(inner);
+        let w = CountingWaker::new();
+        let mut running = call_shed(&mut svc, 1, &w);
+        let mut head = call_shed(&mut svc, 2, &w);
+        let mut next = call_shed(&mut svc, 3, &w);
+        assert!(running.as_mut().poll(&mut cx).is_pending());
+        assert!(head.as_mut().poll(&mut cx).is_pending());
+        assert!(next.as_mut().poll(&mut cx).is_pending());
+        drop(head); // `next` becomes the head and is woken
+        let _ = done.send(looker.wakes.load(Ordering::SeqCst));
+    });
+    let wakes = finished
+        .recv_timeout(Duration::from_secs(30))
+        .expect("no deadlock: the waker ran after the lock was released");
+    assert!(wakes > 0);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn batch_requests_join_only_while_the_queue_stays_at_most_half_full() {
+    for (capacity, admitted) in [(3, false), (4, true)] {
+        let (inner, _handle) = inner(1);
+        let layer = ShedLayer::builder()
+            .priority(by_hundreds)
+            .capacity(capacity)
+            .build()
+            .expect("valid");
+        let mut svc = layer.layer(inner);
+        let w = CountingWaker::new();
+        let mut running = call_shed(&mut svc, 200, &w);
+        let mut waiting = call_shed(&mut svc, 200, &w);
+        assert!(poll(&mut running, &w).is_pending());
+        assert!(poll(&mut waiting, &w).is_pending());
+        // One waiter; a second would make 2 of `capacity`.
+        let mut batch = call_shed(&mut svc, 300, &w);
+        let result = poll(&mut batch, &w);
+        assert_eq!(result.is_pending(), admitted, "capacity {capacity}");
+    }
 }

@@ -1,10 +1,14 @@
 //! Many tasks on a multi-threaded runtime share one queue through clones of one service,
 //! some dropping their calls mid-wait: every call ends (no lost wake-up), nothing is left
-//! in the queue, and the inner limit is never exceeded nor leaked. Outcomes are not
-//! timed: a call may succeed or be shed, either is fine here.
+//! in the queue, and the inner limit is never exceeded nor leaked. A call may succeed or
+//! be refused (queue full, evicted, not admitted for its priority), but with a one-minute
+//! target and interval nothing times out or is sloughed: a waiter that ends by its timer
+//! was never woken, a lost wake-up. The whole run is bounded (well under the shortest
+//! queue timeout, 30 s), so a lost wake-up fails the test instead of hanging it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use steadfast_core::error::Overloaded;
 use steadfast_shed::{Priority, ShedLayer};
@@ -43,6 +47,8 @@ async fn every_call_ends_and_nothing_leaks() {
     let layer = ShedLayer::builder()
         .priority(|r: &u32| Priority::ALL[(*r % 4) as usize])
         .capacity(16)
+        .target(Duration::from_secs(60))
+        .interval(Duration::from_secs(60))
         .build()
         .expect("valid");
     let handler = {
@@ -98,10 +104,15 @@ async fn every_call_ends_and_nothing_leaks() {
         }));
     }
     let mut total = (0, 0, 0);
-    for task in tasks {
-        let (ok, shed, dropped) = task.await.expect("no task panicked");
-        total = (total.0 + ok, total.1 + shed, total.2 + dropped);
-    }
+    let all = async {
+        for task in tasks {
+            let (ok, shed, dropped) = task.await.expect("no task panicked");
+            total = (total.0 + ok, total.1 + shed, total.2 + dropped);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), all)
+        .await
+        .expect("every call ended: a waiter was not woken");
     assert_eq!(total.0 + total.1 + total.2, TASKS * CALLS);
     assert!(total.0 > 0, "some calls succeeded: {total:?}");
     let stats = layer.stats();
@@ -111,14 +122,24 @@ async fn every_call_ends_and_nothing_leaks() {
         "the queue was used: {stats:?}"
     );
     assert_eq!(stats.waiting, 0, "{stats:?}");
+    assert_eq!(
+        (stats.timed_out, stats.sloughed),
+        (0, 0),
+        "every waiter was woken: {stats:?}"
+    );
     assert_eq!(gauge.now.load(Ordering::SeqCst), 0);
     assert!(gauge.max.load(Ordering::SeqCst) <= LIMIT);
-    // Every permit came back: LIMIT calls can be in flight at once again.
+    // Every permit came back: LIMIT calls go straight through at once again (a call that
+    // found no permit would queue instead of being forwarded).
     let mut probes = Vec::new();
-    for _ in 0..LIMIT {
+    for i in 0..LIMIT {
         let mut probe = svc.clone();
-        probe.ready().await.expect("ready");
-        probes.push(probe);
+        let request = u32::MAX - i as u32;
+        let call = probe.ready().await.expect("ready").call(request);
+        probes.push((request, call));
     }
-    assert_eq!(layer.stats().forwarded, stats.forwarded);
+    assert_eq!(layer.stats().forwarded, stats.forwarded + LIMIT as u64);
+    for (request, call) in probes {
+        assert_eq!(call.await.expect("served"), request);
+    }
 }
