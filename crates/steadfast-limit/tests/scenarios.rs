@@ -753,11 +753,34 @@ async fn little_returns_within_a_quarter_of_l_star_in_ten_windows_after_a_doubli
 }
 
 /// The doubling target over other seeds: `Little` meets it with seeds 4, 5 and 6 (4, 4 and
-/// 8 windows) but not 1, 2 and 3 (31, 27 and 11): offered 1.2× the new capacity, a larger
-/// limit barely raises the throughput (the arrivals, not the limit, leave permits idle),
-/// so its probing sometimes stalls at 7-9 for an L* of 10.
+/// 8 windows) but not 1, 2 and 3 (31, 27 and 11); over seeds 1-14 it meets it on 10
+/// (7-10 and 12-14: 3, 3, 3, 6, 7, 6, 3 windows; 11 never settles). Offered 1.2× the new
+/// capacity, a larger limit barely raises the throughput (the arrivals, not the limit,
+/// leave permits idle), so its probing sometimes stalls at 7-9 for an L* of 10.
+///
+/// Why it is hard (measured with `little_sweep` and a temporary trace, 2026-11-27): on
+/// 1 s windows of about 400 requests neither signal tells L = 8 from L = 12 on 10
+/// workers. A window's mean RTT varies by about ±3% (ratios to the baseline 0.97-1.11 at
+/// L = 7-9, where nothing queues, against about 1.06 at L = 12 and 1.10 at L = 13), and
+/// the throughput gain a probe should show (Erlang B at 12 Erlangs: +11% for 8 → 9, +5%
+/// for 12 → 13) is within a window's Poisson noise (±5%). So a rule that probes more
+/// reaches 13 (out of the band) and one that probes less stalls under 8. Rules tried,
+/// each worse over seeds 1-14 and the halving seeds than the current one: probing
+/// whenever the RTT is within the tolerance (4 of 8 seeds never settle, overshooting to
+/// 13-14); the "paid" test at 40% of the asked gain instead of 75%; a smoothed RTT ratio
+/// with a jump only on a strong queue (halving target lost); a least-squares elasticity
+/// of throughput to the limit over the last 5-12 unqueued windows, with or without
+/// holding the limit on a first weak queue and probing only after two calm windows (best:
+/// 9 of 14 doubling seeds, and the halving target lost on one or two seeds). Seed 11
+/// shows a second weakness: one window of mean RTT 18.7 ms (the others 19.5-23) becomes
+/// the baseline alone, every later window looks 5-15% queued, and the limit falls to 3
+/// on 10 workers until that window leaves the 10-window history. A baseline cut at the
+/// second-smallest window instead fixes seed 11 (8 windows) and lifts goodput at 2× in
+/// Netflix's harness from 89/s to 94.3/s, but the limit then also probes to 13 more often
+/// (7 of 14 doubling seeds; with a 4% tolerance and the "paid" test at 85%, 9 of 14,
+/// seeds 1-6 all but 3 at 11 windows, but 13 fails at 28).
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-#[ignore = "target not met robustly: 3 of 6 seeds settle in <= 10 windows"]
+#[ignore = "target not met robustly: 3 of seeds 1-6 (10 of 1-14) settle in <= 10 windows"]
 async fn little_meets_the_doubling_target_with_other_seeds() {
     for seed in 1..=6 {
         let report = run(&doubling().with_seed(seed), Algo::Little).await;
@@ -799,4 +822,41 @@ async fn limit_follows_a_capacity_doubling_into_a_band_above_l_star() {
             ])
             .unwrap_or_else(|e| panic!("{algo:?}: {e}"));
     }
+}
+
+/// `Little` over many seeds of every target at once (doubling: seeds 1-14; halving: 13
+/// and 1-6; Netflix's harness and 0.8× load), printed: the sweep behind the figures in the
+/// doubling tests' docs. It asserts the halving target on every halving seed (met: one
+/// window each), so that a rule tried for the doubling cannot silently lose it. About
+/// 5 s in release: `cargo test --release -p steadfast-limit --test scenarios --
+/// --ignored --nocapture little_sweep`.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+#[ignore = "a sweep: prints the figures quoted in the doubling tests' docs"]
+async fn little_sweep() {
+    for seed in 1..=14 {
+        let report = run(&doubling().with_seed(seed), Algo::Little).await;
+        let limits = limits_from(&report, DOUBLE_AT);
+        let settled = windows_to_settle(&limits, 0.8 * L_STAR_DOUBLED, 1.25 * L_STAR_DOUBLED);
+        let after = report.window(secs(DOUBLE_AT + 20), secs(90));
+        println!(
+            "doubling seed {seed}: {settled:?} windows; {}; limits {limits:?}",
+            describe(&after)
+        );
+    }
+    for seed in [13, 1, 2, 3, 4, 5, 6] {
+        let report = run(&halving().with_seed(seed), Algo::Little).await;
+        let limits = limits_after_change(&report);
+        let settled = windows_to_settle(&limits, 0.8 * L_STAR_AFTER, 1.25 * L_STAR_AFTER);
+        let after = report.window(secs(CHANGE + 10), secs(80));
+        println!(
+            "halving seed {seed}: {settled:?} windows; {}; limits {limits:?}",
+            describe(&after)
+        );
+        assert!(
+            settled.is_some_and(|w| w <= 5),
+            "halving, seed {seed}: {settled:?} windows, limits {limits:?}"
+        );
+    }
+    netflix(Algo::Little).await;
+    light_load(Algo::Little).await;
 }
