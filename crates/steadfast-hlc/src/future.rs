@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::Response;
@@ -18,7 +19,7 @@ pin_project! {
     pub struct ResponseFuture<F, B, C> {
         #[pin]
         state: State<F, B>,
-        shared: Shared<C>,
+        shared: Arc<Shared<C>>,
     }
 }
 
@@ -31,14 +32,14 @@ pin_project! {
 }
 
 impl<F, B, C> ResponseFuture<F, B, C> {
-    pub(crate) fn called(future: F, shared: Shared<C>) -> Self {
+    pub(crate) fn called(future: F, shared: Arc<Shared<C>>) -> Self {
         Self {
             state: State::Called { future },
             shared,
         }
     }
 
-    pub(crate) fn rejected(response: Response<B>, shared: Shared<C>) -> Self {
+    pub(crate) fn rejected(response: Response<B>, shared: Arc<Shared<C>>) -> Self {
         Self {
             state: State::Rejected {
                 response: Some(response),

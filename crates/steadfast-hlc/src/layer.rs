@@ -20,7 +20,10 @@ pub(crate) enum Role {
     Client,
 }
 
-/// What the layer's services and futures share.
+/// What the layer's services and futures share, behind one `Arc`: cloning a service
+/// (servers clone the stack for every connection, axum's `Router::layer` for every
+/// request) or making a response future then costs one reference count, not one per
+/// field.
 pub(crate) struct Shared<C> {
     pub(crate) hlc: Arc<Hlc<C>>,
     pub(crate) header: HeaderName,
@@ -125,7 +128,7 @@ impl<C: WallClock> Shared<C> {
 /// # }
 /// ```
 pub struct HlcLayer<C = SystemClock> {
-    shared: Shared<C>,
+    shared: Arc<Shared<C>>,
 }
 
 impl<C> Clone for HlcLayer<C> {
@@ -149,27 +152,27 @@ impl<C: WallClock> HlcLayer<C> {
 
     fn new(hlc: Arc<Hlc<C>>, role: Role) -> Self {
         Self {
-            shared: Shared {
+            shared: Arc::new(Shared {
                 hlc,
                 header: DEFAULT_HEADER,
                 policy: HeaderPolicy::default(),
                 stats: Arc::default(),
                 role,
-            },
+            }),
         }
     }
 
     /// Uses `header` instead of [`DEFAULT_HEADER`].
     #[must_use]
     pub fn header_name(mut self, header: HeaderName) -> Self {
-        self.shared.header = header;
+        Arc::make_mut(&mut self.shared).header = header;
         self
     }
 
     /// What a server does with a bad header (default [`HeaderPolicy::Ignore`]).
     #[must_use]
     pub fn policy(mut self, policy: HeaderPolicy) -> Self {
-        self.shared.policy = policy;
+        Arc::make_mut(&mut self.shared).policy = policy;
         self
     }
 
@@ -203,7 +206,7 @@ impl<S, C> Layer<S> for HlcLayer<C> {
 /// The service made by [`HlcLayer`].
 pub struct HlcService<S, C = SystemClock> {
     inner: S,
-    shared: Shared<C>,
+    shared: Arc<Shared<C>>,
 }
 
 impl<S, C> HlcService<S, C> {

@@ -76,6 +76,9 @@ struct Hot {
     /// 1 once a request was admitted at the limit (itself included) since the last
     /// completion was sampled: [`Sample::limit_reached`](crate::algorithm::Sample::limit_reached).
     reached: AtomicUsize,
+    /// First calls of new services, counted across the layer: where each new service
+    /// starts in the timing stride ([`Limiter::first_untimed`]).
+    first_calls: AtomicUsize,
 }
 
 impl fmt::Debug for Limiter {
@@ -137,6 +140,7 @@ impl Limiter {
                 in_flight: AtomicUsize::new(0),
                 successes: AtomicU64::new(0),
                 reached: AtomicUsize::new(0),
+                first_calls: AtomicUsize::new(0),
             },
             limit: AtomicUsize::new(limit),
             waiters: WaitList::default(),
@@ -358,6 +362,34 @@ impl Limiter {
     #[inline]
     pub fn timed_stride(&self) -> usize {
         self.stride.load(Ordering::Relaxed)
+    }
+
+    /// How many calls a new service (just built by the layer, or cloned) leaves untimed
+    /// before it times one, given that its first call is the next in a count shared by
+    /// every service of the layer: 0 (time this one) for one first call in `stride`.
+    ///
+    /// Servers clone the service for every connection, and axum's `Router::layer` for
+    /// every request, so most services make one call: were each to time its first call,
+    /// every request would be timed. Counting first calls across the layer keeps the
+    /// share at one in `stride` however services are cloned; a service that makes more
+    /// calls then counts on its own. At `stride` 1 every call is timed and nothing is
+    /// counted.
+    #[inline]
+    pub(crate) fn first_untimed(&self) -> usize {
+        let stride = self.timed_stride();
+        if stride <= 1 {
+            return 0;
+        }
+        // On the line the admission just wrote: no extra cache miss. A load and a store,
+        // not a read-modify-write: a locked instruction would first wait for every store
+        // still pending (the request's futures, just built, are large), and an increment
+        // lost when two services race only moves where the next timed call falls. Relaxed:
+        // the count orders nothing, it only spreads the timed calls.
+        let n = self.hot.first_calls.load(Ordering::Relaxed);
+        self.hot
+            .first_calls
+            .store(n.wrapping_add(1), Ordering::Relaxed);
+        (stride - n % stride) % stride
     }
 
     pub(crate) fn waiters(&self) -> &WaitList {

@@ -66,9 +66,14 @@ struct Gate {
     /// The wait-queue timer ([`Mode::Queue`]): allocated the first time this service
     /// waits, then reset for each wait.
     timer: Option<Pin<Box<Sleep>>>,
-    /// Calls left before the next timed one (0: time the next call).
+    /// Calls left before the next timed one (0: time the next call); [`FIRST_CALL`]
+    /// before the service's first call, which takes its place in the layer's count
+    /// ([`Limiter::first_untimed`]).
     untimed: usize,
 }
+
+/// [`Gate::untimed`] of a service that has not called yet.
+const FIRST_CALL: usize = usize::MAX;
 
 enum State {
     Idle,
@@ -99,7 +104,7 @@ impl<S, C, P> AdaptiveConcurrency<S, C, P> {
                 wait_key: None,
                 waiting: false,
                 timer: None,
-                untimed: 0,
+                untimed: FIRST_CALL,
             },
         }
     }
@@ -297,11 +302,15 @@ where
         match admission {
             Ok(admission) => {
                 // Time every `stride`-th call (see `WindowConfig::timed_per_window`).
-                let start = if self.gate.untimed == 0 {
+                let untimed = match self.gate.untimed {
+                    FIRST_CALL => limiter.first_untimed(),
+                    untimed => untimed,
+                };
+                let start = if untimed == 0 {
                     self.gate.untimed = limiter.timed_stride() - 1;
                     Some(Instant::now())
                 } else {
-                    self.gate.untimed -= 1;
+                    self.gate.untimed = untimed - 1;
                     None
                 };
                 let permit = Permit::new(Arc::clone(limiter), admission, start);

@@ -42,6 +42,10 @@ use crate::error::InvalidLimitConfig;
 /// Netflix does. Above it, the window's mean RTT is the mean of an unbiased sample of
 /// about a thousand requests, and its counts of successes, drops and in-flight requests
 /// still see every timed request; a dropped request is always reported, timed or not.
+/// A new service (the layer's, or a clone: servers clone the stack for each connection,
+/// axum's `Router::layer` for each request) times its first call only if that call comes
+/// at a multiple of `stride` in a count of first calls shared by the layer's services, so
+/// that services that make one call each are timed one in `stride` too.
 /// A window closes only on a timed completion; if the traffic falls sharply, the windows
 /// stretch until the stride catches up, one window later.
 ///
