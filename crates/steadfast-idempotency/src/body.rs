@@ -21,25 +21,76 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use steadfast_core::error::BoxError;
 
-/// Body chunks and trailers held in memory.
+/// Body chunks and trailers held in memory. The first chunk is kept apart, so that the
+/// common one-chunk body (a replay, a small request) needs no queue allocation.
 #[derive(Debug, Default)]
-struct Buffered {
-    chunks: VecDeque<Bytes>,
+pub(crate) struct Buffered {
+    first: Option<Bytes>,
+    rest: VecDeque<Bytes>,
     len: usize,
-    trailers: Option<HeaderMap>,
+    trailers: Option<Box<HeaderMap>>,
 }
 
 impl Buffered {
+    /// Chunks read so far: the first one apart, the others queued.
+    pub(crate) fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        if chunk.is_empty() {
+            return;
+        }
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(chunk);
+        } else {
+            self.rest.push_back(chunk);
+        }
+    }
+
+    /// The bytes held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Adds trailers, merging them with any already held.
+    pub(crate) fn merge_trailers(&mut self, more: HeaderMap) {
+        match &mut self.trailers {
+            Some(existing) => existing.extend(more),
+            None => self.trailers = Some(Box::new(more)),
+        }
+    }
+
+    /// The trailers held, if any.
+    pub(crate) fn trailers(&self) -> Option<&HeaderMap> {
+        self.trailers.as_deref()
+    }
+
+    /// The data in one piece (no copy for one chunk).
+    pub(crate) fn to_bytes(&self) -> Bytes {
+        match (&self.first, self.rest.is_empty()) {
+            (None, _) => Bytes::new(),
+            (Some(first), true) => first.clone(),
+            (Some(first), false) => {
+                let mut data = bytes::BytesMut::with_capacity(self.len);
+                data.extend_from_slice(first);
+                for chunk in &self.rest {
+                    data.extend_from_slice(chunk);
+                }
+                data.freeze()
+            }
+        }
+    }
+
     fn poll_next(&mut self) -> Option<Frame<Bytes>> {
-        if let Some(chunk) = self.chunks.pop_front() {
+        if let Some(chunk) = self.first.take().or_else(|| self.rest.pop_front()) {
             self.len -= chunk.len();
             return Some(Frame::data(chunk));
         }
-        self.trailers.take().map(Frame::trailers)
+        self.trailers
+            .take()
+            .map(|trailers| Frame::trailers(*trailers))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty() && self.trailers.is_none()
+        self.first.is_none() && self.rest.is_empty() && self.trailers.is_none()
     }
 }
 
@@ -60,14 +111,17 @@ impl<B> RequestBody<B> {
         }
     }
 
-    pub(crate) fn buffered(chunks: Vec<Bytes>, len: usize, trailers: Option<HeaderMap>) -> Self {
+    pub(crate) fn buffered(buffered: Buffered) -> Self {
         Self {
-            kind: RequestKind::Buffered(Buffered {
-                chunks: chunks.into(),
-                len,
-                trailers,
-            }),
+            kind: RequestKind::Buffered(buffered),
         }
+    }
+}
+
+impl<B> Default for RequestBody<B> {
+    /// An empty body.
+    fn default() -> Self {
+        Self::buffered(Buffered::default())
     }
 }
 
@@ -127,12 +181,14 @@ enum ResponseKind<B> {
     /// A body in memory: a stored or replayed response, or the layer's own answer.
     Buffered(Buffered),
     /// What was read of the handler's body before it outgrew the cap (or failed), then
-    /// the rest of it (or its error).
-    Prefixed {
-        read: Buffered,
-        rest: Option<B>,
-        error: Option<BoxError>,
-    },
+    /// the rest of it (or its error). Boxed: rare, and it would make every body larger.
+    Prefixed(Box<Prefixed<B>>),
+}
+
+struct Prefixed<B> {
+    read: Buffered,
+    rest: Option<B>,
+    error: Option<BoxError>,
 }
 
 impl<B> ResponseBody<B> {
@@ -142,38 +198,25 @@ impl<B> ResponseBody<B> {
         }
     }
 
+    /// A body in memory: `data` (no allocation), then `trailers`.
     pub(crate) fn full(data: Bytes, trailers: Option<HeaderMap>) -> Self {
-        let len = data.len();
-        let chunks = if data.is_empty() {
-            VecDeque::new()
-        } else {
-            VecDeque::from([data])
-        };
+        let mut buffered = Buffered::default();
+        buffered.push(data);
+        buffered.trailers = trailers.map(Box::new);
+        Self::buffered(buffered)
+    }
+
+    pub(crate) fn buffered(buffered: Buffered) -> Self {
         Self {
-            kind: ResponseKind::Buffered(Buffered {
-                chunks,
-                len,
-                trailers,
-            }),
+            kind: ResponseKind::Buffered(buffered),
         }
     }
 
-    pub(crate) fn prefixed(
-        chunks: Vec<Bytes>,
-        len: usize,
-        rest: Option<B>,
-        error: Option<BoxError>,
-    ) -> Self {
+    /// `read` (its trailers dropped), then the rest of the handler's body or its error.
+    pub(crate) fn prefixed(mut read: Buffered, rest: Option<B>, error: Option<BoxError>) -> Self {
+        read.trailers = None;
         Self {
-            kind: ResponseKind::Prefixed {
-                read: Buffered {
-                    chunks: chunks.into(),
-                    len,
-                    trailers: None,
-                },
-                rest,
-                error,
-            },
+            kind: ResponseKind::Prefixed(Box::new(Prefixed { read, rest, error })),
         }
     }
 
@@ -182,13 +225,17 @@ impl<B> ResponseBody<B> {
     /// Meant for tests and for inspecting the layer's own answers.
     pub fn buffered_bytes(&self) -> Option<Bytes> {
         match &self.kind {
-            ResponseKind::Buffered(buffered) => Some(match buffered.chunks.len() {
-                0 => Bytes::new(),
-                1 => buffered.chunks[0].clone(),
-                _ => buffered.chunks.iter().flatten().copied().collect(),
-            }),
+            ResponseKind::Buffered(buffered) => Some(buffered.to_bytes()),
             _ => None,
         }
+    }
+}
+
+impl<B> Default for ResponseBody<B> {
+    /// An empty body held in memory (what outer layers such as `OverloadResponseLayer`
+    /// use for the responses they make themselves).
+    fn default() -> Self {
+        Self::buffered(Buffered::default())
     }
 }
 
@@ -207,7 +254,8 @@ where
         match &mut self.get_mut().kind {
             ResponseKind::Passthrough(body) => poll_bytes(Pin::new(body), cx),
             ResponseKind::Buffered(buffered) => Poll::Ready(buffered.poll_next().map(Ok)),
-            ResponseKind::Prefixed { read, rest, error } => {
+            ResponseKind::Prefixed(prefixed) => {
+                let Prefixed { read, rest, error } = &mut **prefixed;
                 if let Some(frame) = read.poll_next() {
                     return Poll::Ready(Some(Ok(frame)));
                 }
@@ -230,7 +278,8 @@ where
         match &self.kind {
             ResponseKind::Passthrough(body) => body.is_end_stream(),
             ResponseKind::Buffered(buffered) => buffered.is_end_stream(),
-            ResponseKind::Prefixed { read, rest, error } => {
+            ResponseKind::Prefixed(prefixed) => {
+                let Prefixed { read, rest, error } = &**prefixed;
                 read.is_end_stream()
                     && error.is_none()
                     && rest.as_ref().is_none_or(Body::is_end_stream)
@@ -242,7 +291,8 @@ where
         match &self.kind {
             ResponseKind::Passthrough(body) => body.size_hint(),
             ResponseKind::Buffered(buffered) => SizeHint::with_exact(buffered.len as u64),
-            ResponseKind::Prefixed { read, rest, .. } => {
+            ResponseKind::Prefixed(prefixed) => {
+                let Prefixed { read, rest, .. } = &**prefixed;
                 let rest = rest
                     .as_ref()
                     .map_or_else(|| SizeHint::with_exact(0), Body::size_hint);
@@ -266,9 +316,9 @@ impl<B> fmt::Debug for ResponseBody<B> {
                 .debug_struct("ResponseBody::Buffered")
                 .field("len", &buffered.len)
                 .finish_non_exhaustive(),
-            ResponseKind::Prefixed { read, .. } => f
+            ResponseKind::Prefixed(prefixed) => f
                 .debug_struct("ResponseBody::Prefixed")
-                .field("read", &read.len)
+                .field("read", &prefixed.read.len)
                 .finish_non_exhaustive(),
         }
     }
@@ -290,4 +340,50 @@ where
             .map(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
             .map_err(Into::into)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(body: &mut ResponseBody<String>) -> Vec<Frame<Bytes>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut out = Vec::new();
+        while let Poll::Ready(Some(frame)) = Pin::new(&mut *body).poll_frame(&mut cx) {
+            out.push(frame.expect("bodies in memory do not fail"));
+        }
+        out
+    }
+
+    #[test]
+    fn the_default_response_body_is_empty_and_ended() {
+        let mut body = ResponseBody::<String>::default();
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+        assert_eq!(body.buffered_bytes(), Some(Bytes::new()));
+        assert!(frames(&mut body).is_empty());
+        assert!(RequestBody::<String>::default().is_end_stream());
+    }
+
+    #[test]
+    fn buffered_bodies_yield_their_chunks_then_trailers() {
+        let mut read = Buffered::default();
+        for chunk in ["ab", "", "cd", "e"] {
+            read.push(Bytes::from(chunk));
+        }
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-sum", http::HeaderValue::from_static("5"));
+        read.merge_trailers(trailers);
+        assert_eq!(read.to_bytes(), "abcde");
+        let mut body = ResponseBody::<String>::buffered(read);
+        assert_eq!(body.size_hint().exact(), Some(5));
+        let frames = frames(&mut body);
+        let data: Vec<_> = frames.iter().filter_map(Frame::data_ref).cloned().collect();
+        assert_eq!(data, ["ab", "cd", "e"]);
+        assert_eq!(
+            frames.last().and_then(Frame::trailers_ref).unwrap()["x-sum"],
+            "5"
+        );
+        assert!(body.is_end_stream());
+    }
 }

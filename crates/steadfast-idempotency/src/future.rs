@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, Request, Response};
 use http_body::Body;
@@ -17,7 +17,7 @@ use steadfast_core::error::BoxError;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use crate::body::{RequestBody, ResponseBody, poll_bytes};
+use crate::body::{Buffered, RequestBody, ResponseBody, poll_bytes};
 use crate::layer::Config;
 use crate::problem::{Problem, replay};
 use crate::scope::FingerprintHasher;
@@ -48,68 +48,97 @@ pin_project! {
         S: Service<Request<RequestBody<B>>>,
         St: IdempotencyStore,
     {
+        // Only the futures being polled: a transition moves nothing else.
         #[pin]
         state: State<
             S::Future,
-            B,
-            ResB,
             <St as IdempotencyStore>::Future<Claim>,
             <St as IdempotencyStore>::Future<WriteOutcome>,
-            S::Error,
         >,
-        // The inner service `poll_ready` readied, until the key is claimed.
-        service: Option<S>,
-        keyed: Option<Keyed>,
-        // Armed while this future holds a claim.
-        guard: Option<ClaimGuard<St, X>>,
-        config: Arc<Config<St, X>>,
+        // Everything a request the layer handles carries between states, in one allocation
+        // (none for a request passed through, whose future stays small).
+        keyed: Option<Box<Keyed<S, B, ResB, S::Error, St, X>>>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, B, ResB, CF, WF, E> {
+    enum State<F, CF, WF> {
         // Not handled by the layer, or failing open: the inner call, body untouched.
         Passthrough { #[pin] future: F },
         // Reading the request body into memory while hashing it.
-        Reading {
-            body: B,
-            parts: Option<Parts>,
-            hasher: Option<FingerprintHasher>,
-            chunks: Vec<Bytes>,
-            len: usize,
-            trailers: Option<HeaderMap>,
-        },
-        Claiming { #[pin] claim: CF, request: Option<Request<RequestBody<B>>> },
+        Reading,
+        Claiming { #[pin] claim: CF },
         // Waiting for an in-flight first request (wait mode), without the inner service's
         // readiness: a permit of a layer below is not held while nothing runs.
-        Waiting { #[pin] sleep: Sleep, request: Option<Request<RequestBody<B>>> },
+        Waiting,
         // Making the inner service ready again before claiming once more.
-        Readying { request: Option<Request<RequestBody<B>>> },
+        Readying,
         // The handler runs under the claim.
         Running { #[pin] future: F },
         // Reading a response to store into memory.
-        Buffering {
-            head: Option<http::response::Parts>,
-            body: Option<ResB>,
-            chunks: Vec<Bytes>,
-            len: usize,
-            trailers: Option<HeaderMap>,
-        },
-        // Completing (storing) or releasing the claim, then returning `output`.
-        Writing { #[pin] write: WF, completing: bool, output: Option<Output<ResB, E>> },
-        Ready { output: Option<Output<ResB, E>> },
+        Buffering,
+        // Completing (storing) or releasing the claim, then returning the output.
+        Writing { #[pin] write: WF, completing: bool },
+        // Returning the output.
+        Ready,
         Done,
     }
 }
 
-/// What a keyed request knows about itself.
-#[derive(Debug)]
-struct Keyed {
+/// What a request the layer handles carries between states.
+struct Keyed<S, B, ResB, E, St: IdempotencyStore, X> {
+    config: Arc<Config<St, X>>,
+    // The inner service `poll_ready` readied, until the key is claimed.
+    service: Option<S>,
     key: StoreKey,
     fingerprint: Option<Fingerprint>,
+    // The request head, and its body while it is read (then the chunks read).
+    parts: Option<Parts>,
+    body: Option<B>,
+    hasher: Option<FingerprintHasher>,
+    read: Buffered,
+    // The handler's response while it is read to be stored.
+    head: Option<http::response::Parts>,
+    response_body: Option<ResB>,
+    response_read: Buffered,
+    // What the future returns once the store has been written, or at once.
+    output: Option<Output<ResB, E>>,
+    // Wait mode.
     wait_until: Option<Instant>,
     wait_step: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+    // Armed while this future holds a claim.
+    guard: Option<ClaimGuard<St, X>>,
+}
+
+impl<S, B, ResB, E, St: IdempotencyStore, X> Keyed<S, B, ResB, E, St, X> {
+    fn new(config: Arc<Config<St, X>>) -> Self {
+        Self {
+            config,
+            service: None,
+            key: StoreKey::from_bytes([0; 32]),
+            fingerprint: None,
+            parts: None,
+            body: None,
+            hasher: None,
+            read: Buffered::default(),
+            head: None,
+            response_body: None,
+            response_read: Buffered::default(),
+            output: None,
+            wait_until: None,
+            wait_step: FIRST_WAIT_STEP,
+            sleep: None,
+            guard: None,
+        }
+    }
+
+    /// The output is ready: returned by the `Ready` state.
+    fn ready<F, CF, WF>(&mut self, output: Output<ResB, E>) -> State<F, CF, WF> {
+        self.output = Some(output);
+        State::Ready
+    }
 }
 
 /// Releases a claim when dropped while armed.
@@ -148,13 +177,10 @@ where
     S: Service<Request<RequestBody<B>>>,
     St: IdempotencyStore,
 {
-    pub(crate) fn passthrough(future: S::Future, config: Arc<Config<St, X>>) -> Self {
+    pub(crate) fn passthrough(future: S::Future) -> Self {
         Self {
             state: State::Passthrough { future },
-            service: None,
             keyed: None,
-            guard: None,
-            config,
         }
     }
 
@@ -162,14 +188,11 @@ where
         response: Response<ResponseBody<ResB>>,
         config: Arc<Config<St, X>>,
     ) -> Self {
+        let mut keyed = Box::new(Keyed::new(config));
+        keyed.output = Some(Ok(response));
         Self {
-            state: State::Ready {
-                output: Some(Ok(response)),
-            },
-            service: None,
-            keyed: None,
-            guard: None,
-            config,
+            state: State::Ready,
+            keyed: Some(keyed),
         }
     }
 
@@ -181,24 +204,15 @@ where
         key: StoreKey,
         config: Arc<Config<St, X>>,
     ) -> Self {
+        let mut keyed = Box::new(Keyed::new(config));
+        keyed.service = Some(service);
+        keyed.key = key;
+        keyed.parts = Some(parts);
+        keyed.body = Some(body);
+        keyed.hasher = Some(hasher);
         Self {
-            state: State::Reading {
-                body,
-                parts: Some(parts),
-                hasher: Some(hasher),
-                chunks: Vec::new(),
-                len: 0,
-                trailers: None,
-            },
-            service: Some(service),
-            keyed: Some(Keyed {
-                key,
-                fingerprint: None,
-                wait_until: None,
-                wait_step: FIRST_WAIT_STEP,
-            }),
-            guard: None,
-            config,
+            state: State::Reading,
+            keyed: Some(keyed),
         }
     }
 }
@@ -217,298 +231,312 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            let config = &**this.config;
-            let next = match this.state.as_mut().project() {
+            let state = this.state.as_mut().project();
+            let next = match state {
                 StateProj::Passthrough { future } => {
                     let result = ready!(future.poll(cx));
                     this.state.set(State::Done);
                     return Poll::Ready(result.map(|r| r.map(ResponseBody::passthrough)));
                 }
-                StateProj::Ready { output } => {
-                    let output = output.take().expect("output is set with the Ready state");
+                StateProj::Done => panic!("idempotency ResponseFuture polled after completion"),
+                StateProj::Ready => {
+                    let keyed = keyed_mut(this.keyed);
+                    let output = keyed
+                        .output
+                        .take()
+                        .expect("output is set with the Ready state");
                     this.state.set(State::Done);
                     return Poll::Ready(output);
                 }
-                StateProj::Reading {
-                    body,
-                    parts,
-                    hasher,
-                    chunks,
-                    len,
-                    trailers,
-                } => {
-                    let hash = hasher.as_mut().expect("hasher is set while reading");
-                    match ready!(read_request(body, hash, chunks, len, trailers, config, cx)) {
-                        Err(problem) => State::Ready {
-                            output: Some(Ok(problem.response(None, None))),
-                        },
-                        Ok(()) => {
-                            let fingerprint = hasher.take().expect("checked above").finish();
-                            let body =
-                                RequestBody::buffered(mem::take(chunks), *len, trailers.take());
-                            let parts = parts.take().expect("parts are set while reading");
-                            let keyed = this.keyed.as_mut().expect("keyed requests read bodies");
-                            keyed.fingerprint = Some(fingerprint);
-                            State::Claiming {
-                                claim: config.store.claim(&keyed.key, &fingerprint, config.lease),
-                                request: Some(Request::from_parts(parts, body)),
-                            }
+                StateProj::Reading => match ready!(read_request(keyed_mut(this.keyed), cx)) {
+                    Err(problem) => keyed_mut(this.keyed).ready(Ok(problem.response(None, None))),
+                    Ok(fingerprint) => {
+                        let keyed = keyed_mut(this.keyed);
+                        keyed.fingerprint = Some(fingerprint);
+                        let config = &*keyed.config;
+                        State::Claiming {
+                            claim: config.store.claim(&keyed.key, &fingerprint, config.lease),
                         }
                     }
-                }
-                StateProj::Claiming { claim, request } => {
+                },
+                StateProj::Claiming { claim } => {
                     let result = ready!(claim.poll(cx));
-                    let keyed = this.keyed.as_mut().expect("keyed requests claim");
-                    let request = request.take().expect("the request waits in the state");
-                    match result {
-                        Ok(Claim::Acquired(token)) => {
-                            config.stats.record(Event::Execution, &config.name);
-                            *this.guard = Some(ClaimGuard {
-                                config: this.config.clone(),
-                                key: keyed.key,
-                                token,
-                                armed: true,
-                            });
-                            let mut service = this.service.take().expect("called once");
-                            State::Running {
-                                future: service.call(request),
-                            }
-                        }
-                        Ok(Claim::Existing(record)) => {
-                            let next = on_existing(record, keyed, request, config);
-                            if matches!(next, State::Waiting { .. })
-                                && let Some(service) = this.service.as_mut()
-                            {
-                                // Give up the readiness while waiting: keep an unready clone.
-                                let fresh = service.clone();
-                                drop(mem::replace(service, fresh));
-                            }
-                            next
-                        }
-                        Err(err) => {
-                            config.stats.record(Event::StoreError, &config.name);
-                            if config.fail_open {
-                                config.stats.record(Event::FailedOpen, &config.name);
-                                tracing::warn!(
-                                    target: "steadfast_idempotency",
-                                    name = %config.name,
-                                    error = %err,
-                                    "idempotency store failed; running the request without protection (fail open)"
-                                );
-                                let mut service = this.service.take().expect("called once");
-                                State::Passthrough {
-                                    future: service.call(request),
-                                }
-                            } else {
-                                config.stats.record(Event::FailedClosed, &config.name);
-                                tracing::warn!(
-                                    target: "steadfast_idempotency",
-                                    name = %config.name,
-                                    error = %err,
-                                    "idempotency store failed; refusing the request (fail closed)"
-                                );
-                                State::Ready {
-                                    output: Some(Ok(Problem::StoreUnavailable.response(
-                                        Some(crate::layer::DEFAULT_UNAVAILABLE_RETRY_AFTER),
-                                        None,
-                                    ))),
-                                }
-                            }
-                        }
-                    }
+                    on_claim(result, keyed_mut(this.keyed))
                 }
-                StateProj::Waiting { sleep, request } => {
-                    ready!(sleep.poll(cx));
-                    State::Readying {
-                        request: request.take(),
-                    }
+                StateProj::Waiting => {
+                    let keyed = keyed_mut(this.keyed);
+                    let sleep = keyed.sleep.as_mut().expect("set while waiting");
+                    ready!(sleep.as_mut().poll(cx));
+                    State::Readying
                 }
-                StateProj::Readying { request } => {
-                    let service = this.service.as_mut().expect("kept while waiting");
+                StateProj::Readying => {
+                    let keyed = keyed_mut(this.keyed);
+                    let service = keyed.service.as_mut().expect("kept while waiting");
                     match ready!(service.poll_ready(cx)) {
-                        Err(err) => State::Ready {
-                            output: Some(Err(err)),
-                        },
+                        Err(err) => keyed.ready(Err(err)),
                         Ok(()) => {
-                            let keyed = this.keyed.as_ref().expect("keyed requests wait");
                             let fingerprint = keyed.fingerprint.expect("set before claiming");
+                            let config = &*keyed.config;
                             State::Claiming {
                                 claim: config.store.claim(&keyed.key, &fingerprint, config.lease),
-                                request: request.take(),
                             }
                         }
                     }
                 }
                 StateProj::Running { future } => {
                     let result = ready!(future.poll(cx));
-                    match result {
-                        Err(err) => release(this.guard.as_ref(), Err(err), config),
-                        Ok(response) if !config.policy.stores(response.status()) => release(
-                            this.guard.as_ref(),
-                            Ok(response.map(ResponseBody::passthrough)),
-                            config,
-                        ),
-                        Ok(response)
-                            if response.body().size_hint().lower()
-                                > config.max_response_body as u64 =>
-                        {
-                            config.stats.record(Event::ResponseTooLarge, &config.name);
-                            trace_too_large(config);
-                            release(
-                                this.guard.as_ref(),
-                                Ok(response.map(ResponseBody::passthrough)),
-                                config,
-                            )
-                        }
-                        Ok(response) => {
-                            let (head, body) = response.into_parts();
-                            State::Buffering {
-                                head: Some(head),
-                                body: Some(body),
-                                chunks: Vec::new(),
-                                len: 0,
-                                trailers: None,
-                            }
-                        }
-                    }
+                    on_response(result, keyed_mut(this.keyed))
                 }
-                StateProj::Buffering {
-                    head,
-                    body,
-                    chunks,
-                    len,
-                    trailers,
-                } => {
-                    let read = ready!(read_response(body, chunks, len, trailers, config, cx));
-                    let head = head.take().expect("head is set while buffering");
-                    let chunks = mem::take(chunks);
-                    match read {
-                        ResponseRead::TooLarge => {
-                            config.stats.record(Event::ResponseTooLarge, &config.name);
-                            trace_too_large(config);
-                            let body = ResponseBody::prefixed(chunks, *len, body.take(), None);
-                            release(
-                                this.guard.as_ref(),
-                                Ok(Response::from_parts(head, body)),
-                                config,
-                            )
-                        }
-                        ResponseRead::Failed(err) => {
-                            let body = ResponseBody::prefixed(chunks, *len, None, Some(err));
-                            release(
-                                this.guard.as_ref(),
-                                Ok(Response::from_parts(head, body)),
-                                config,
-                            )
-                        }
-                        ResponseRead::Complete => {
-                            let trailers = trailers.take();
-                            let data = concat(chunks, *len);
-                            let stored = to_stored(&head, data.clone(), trailers.clone(), config);
-                            let response =
-                                Response::from_parts(head, ResponseBody::full(data, trailers));
-                            match this.guard.as_ref() {
-                                Some(guard) => State::Writing {
-                                    write: config.store.complete(
-                                        &guard.key,
-                                        guard.token,
-                                        stored,
-                                        config.ttl,
-                                    ),
-                                    completing: true,
-                                    output: Some(Ok(response)),
-                                },
-                                None => State::Ready {
-                                    output: Some(Ok(response)),
-                                },
-                            }
-                        }
-                    }
+                StateProj::Buffering => {
+                    let keyed = keyed_mut(this.keyed);
+                    let read = ready!(read_response(keyed, cx));
+                    on_response_read(read, keyed)
                 }
-                StateProj::Writing {
-                    write,
-                    completing,
-                    output,
-                } => {
+                StateProj::Writing { write, completing } => {
                     let result = ready!(write.poll(cx));
-                    let output = output.take().expect("output waits in the state");
-                    let completing = *completing;
-                    match result {
-                        Ok(outcome) => {
-                            if completing {
-                                on_completed(outcome, this.guard.as_ref(), config);
-                            }
-                            if let Some(guard) = this.guard.take() {
-                                guard.disarm();
-                            }
-                            State::Ready {
-                                output: Some(output),
-                            }
-                        }
-                        Err(err) => {
-                            config.stats.record(Event::StoreError, &config.name);
-                            tracing::warn!(
-                                target: "steadfast_idempotency",
-                                name = %config.name,
-                                error = %err,
-                                operation = if completing { "complete" } else { "release" },
-                                "idempotency store failed after the handler ran"
-                            );
-                            if completing {
-                                // Not stored: release the claim rather than wedge the key
-                                // until its lease expires.
-                                release(this.guard.as_ref(), output, config)
-                            } else {
-                                // The lease expires in the end.
-                                if let Some(guard) = this.guard.take() {
-                                    guard.disarm();
-                                }
-                                State::Ready {
-                                    output: Some(output),
-                                }
-                            }
-                        }
-                    }
+                    on_written(result, *completing, keyed_mut(this.keyed))
                 }
-                StateProj::Done => panic!("idempotency ResponseFuture polled after completion"),
             };
             this.state.set(next);
         }
     }
 }
 
-/// Reads the request body into `chunks`, hashing it, up to the cap.
-fn read_request<B, St, X>(
-    body: &mut B,
-    hasher: &mut FingerprintHasher,
-    chunks: &mut Vec<Bytes>,
-    len: &mut usize,
-    trailers: &mut Option<HeaderMap>,
-    config: &Config<St, X>,
+/// The data of a keyed state.
+fn keyed_mut<T>(keyed: &mut Option<Box<T>>) -> &mut T {
+    keyed.as_deref_mut().expect("keyed states carry their data")
+}
+
+type KeyedState<S, B, St> = State<
+    <S as Service<Request<RequestBody<B>>>>::Future,
+    <St as IdempotencyStore>::Future<Claim>,
+    <St as IdempotencyStore>::Future<WriteOutcome>,
+>;
+
+/// The claim's answer: run the handler, replay, refuse, wait, or fail open or closed.
+fn on_claim<S, B, ResB, St, X>(
+    result: Result<Claim, BoxError>,
+    keyed: &mut Keyed<S, B, ResB, S::Error, St, X>,
+) -> KeyedState<S, B, St>
+where
+    S: Service<Request<RequestBody<B>>> + Clone,
+    St: IdempotencyStore,
+{
+    let config = &*keyed.config;
+    match result {
+        Ok(Claim::Acquired(token)) => {
+            config.stats.record(Event::Execution, &config.name);
+            keyed.guard = Some(ClaimGuard {
+                config: keyed.config.clone(),
+                key: keyed.key,
+                token,
+                armed: true,
+            });
+            let request = take_request(keyed);
+            let mut service = keyed.service.take().expect("called once");
+            State::Running {
+                future: service.call(request),
+            }
+        }
+        Ok(Claim::Existing(record)) => on_existing(&record, keyed),
+        Err(err) => {
+            config.stats.record(Event::StoreError, &config.name);
+            if config.fail_open {
+                config.stats.record(Event::FailedOpen, &config.name);
+                tracing::warn!(
+                    target: "steadfast_idempotency",
+                    name = %config.name,
+                    error = %err,
+                    "idempotency store failed; running the request without protection (fail open)"
+                );
+                let request = take_request(keyed);
+                let mut service = keyed.service.take().expect("called once");
+                State::Passthrough {
+                    future: service.call(request),
+                }
+            } else {
+                config.stats.record(Event::FailedClosed, &config.name);
+                tracing::warn!(
+                    target: "steadfast_idempotency",
+                    name = %config.name,
+                    error = %err,
+                    "idempotency store failed; refusing the request (fail closed)"
+                );
+                let response = Problem::StoreUnavailable
+                    .response(Some(crate::layer::DEFAULT_UNAVAILABLE_RETRY_AFTER), None);
+                keyed.ready(Ok(response))
+            }
+        }
+    }
+}
+
+/// The request for the inner service: the head and the body read into memory.
+fn take_request<S, B, ResB, E, St: IdempotencyStore, X>(
+    keyed: &mut Keyed<S, B, ResB, E, St, X>,
+) -> Request<RequestBody<B>> {
+    let parts = keyed
+        .parts
+        .take()
+        .expect("the request head waits until the call");
+    let body = RequestBody::buffered(mem::take(&mut keyed.read));
+    Request::from_parts(parts, body)
+}
+
+/// The handler answered: store its response (after reading its body) or release the claim.
+fn on_response<S, B, ResB, St, X>(
+    result: Result<Response<ResB>, S::Error>,
+    keyed: &mut Keyed<S, B, ResB, S::Error, St, X>,
+) -> KeyedState<S, B, St>
+where
+    S: Service<Request<RequestBody<B>>, Response = Response<ResB>>,
+    ResB: Body,
+    St: IdempotencyStore,
+{
+    let config = &*keyed.config;
+    match result {
+        Err(err) => release(keyed, Err(err)),
+        Ok(response) if !config.policy.stores(response.status()) => {
+            release(keyed, Ok(response.map(ResponseBody::passthrough)))
+        }
+        Ok(response) if response.body().size_hint().lower() > config.max_response_body as u64 => {
+            config.stats.record(Event::ResponseTooLarge, &config.name);
+            trace_too_large(config);
+            release(keyed, Ok(response.map(ResponseBody::passthrough)))
+        }
+        Ok(response) => {
+            let (head, body) = response.into_parts();
+            keyed.head = Some(head);
+            keyed.response_body = Some(body);
+            State::Buffering
+        }
+    }
+}
+
+/// The response body is read: store it, or pass it on and release the claim.
+fn on_response_read<S, B, ResB, St, X>(
+    read: ResponseRead,
+    keyed: &mut Keyed<S, B, ResB, S::Error, St, X>,
+) -> KeyedState<S, B, St>
+where
+    S: Service<Request<RequestBody<B>>>,
+    St: IdempotencyStore,
+{
+    let config = &*keyed.config;
+    let head = keyed.head.take().expect("head is set while buffering");
+    let buffered = mem::take(&mut keyed.response_read);
+    match read {
+        ResponseRead::TooLarge => {
+            config.stats.record(Event::ResponseTooLarge, &config.name);
+            trace_too_large(config);
+            let body = ResponseBody::prefixed(buffered, keyed.response_body.take(), None);
+            release(keyed, Ok(Response::from_parts(head, body)))
+        }
+        ResponseRead::Failed(err) => {
+            let body = ResponseBody::prefixed(buffered, None, Some(err));
+            release(keyed, Ok(Response::from_parts(head, body)))
+        }
+        ResponseRead::Complete => {
+            let data = buffered.to_bytes();
+            let trailers = buffered.trailers().cloned();
+            let stored = to_stored(&head, data.clone(), trailers.clone(), config);
+            let response = Response::from_parts(head, ResponseBody::full(data, trailers));
+            match keyed.guard.as_ref() {
+                Some(guard) => {
+                    let write = config
+                        .store
+                        .complete(&guard.key, guard.token, stored, config.ttl);
+                    keyed.output = Some(Ok(response));
+                    State::Writing {
+                        write,
+                        completing: true,
+                    }
+                }
+                None => keyed.ready(Ok(response)),
+            }
+        }
+    }
+}
+
+/// The store was written (or failed to be): return the output.
+fn on_written<S, B, ResB, St, X>(
+    result: Result<WriteOutcome, BoxError>,
+    completing: bool,
+    keyed: &mut Keyed<S, B, ResB, S::Error, St, X>,
+) -> KeyedState<S, B, St>
+where
+    S: Service<Request<RequestBody<B>>>,
+    St: IdempotencyStore,
+{
+    let config = &*keyed.config;
+    match result {
+        Ok(outcome) => {
+            if completing {
+                on_completed(outcome, keyed.guard.as_ref(), config);
+            }
+            if let Some(guard) = keyed.guard.take() {
+                guard.disarm();
+            }
+            State::Ready
+        }
+        Err(err) => {
+            config.stats.record(Event::StoreError, &config.name);
+            tracing::warn!(
+                target: "steadfast_idempotency",
+                name = %config.name,
+                error = %err,
+                operation = if completing { "complete" } else { "release" },
+                "idempotency store failed after the handler ran"
+            );
+            if completing {
+                // Not stored: release the claim rather than wedge the key until its lease
+                // expires.
+                let output = keyed.output.take().expect("output waits in the state");
+                release(keyed, output)
+            } else {
+                // The lease expires in the end.
+                if let Some(guard) = keyed.guard.take() {
+                    guard.disarm();
+                }
+                State::Ready
+            }
+        }
+    }
+}
+
+/// Reads the request body into memory, hashing it, up to the cap; returns the fingerprint.
+fn read_request<S, B, ResB, E, St: IdempotencyStore, X>(
+    keyed: &mut Keyed<S, B, ResB, E, St, X>,
     cx: &mut Context<'_>,
-) -> Poll<Result<(), Problem>>
+) -> Poll<Result<Fingerprint, Problem>>
 where
     B: Body + Unpin,
     B::Error: Into<BoxError>,
 {
+    let config = &*keyed.config;
+    let body = keyed.body.as_mut().expect("the body is set while reading");
+    let hasher = keyed
+        .hasher
+        .as_mut()
+        .expect("the hasher is set while reading");
     loop {
         match ready!(poll_bytes(Pin::new(&mut *body), cx)) {
-            None => return Poll::Ready(Ok(())),
+            None => {
+                keyed.body = None;
+                let hasher = keyed.hasher.take().expect("checked above");
+                return Poll::Ready(Ok(hasher.finish()));
+            }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
-                    *len += data.len();
-                    if *len > config.max_request_body {
+                    if keyed.read.len() + data.len() > config.max_request_body {
                         config.stats.record(Event::BodyTooLarge, &config.name);
                         return Poll::Ready(Err(Problem::BodyTooLarge));
                     }
                     hasher.update(&data);
-                    if !data.is_empty() {
-                        chunks.push(data);
-                    }
+                    keyed.read.push(data);
                 }
                 Err(frame) => {
                     if let Ok(more) = frame.into_trailers() {
-                        merge(trailers, more);
+                        keyed.read.merge_trailers(more);
                     }
                 }
             },
@@ -532,46 +560,40 @@ enum ResponseRead {
     Failed(BoxError),
 }
 
-/// Reads a response body into `chunks`, up to the cap.
-fn read_response<ResB, St, X>(
-    body: &mut Option<ResB>,
-    chunks: &mut Vec<Bytes>,
-    len: &mut usize,
-    trailers: &mut Option<HeaderMap>,
-    config: &Config<St, X>,
+/// Reads the handler's response body into memory, up to the cap.
+fn read_response<S, B, ResB, E, St: IdempotencyStore, X>(
+    keyed: &mut Keyed<S, B, ResB, E, St, X>,
     cx: &mut Context<'_>,
 ) -> Poll<ResponseRead>
 where
     ResB: Body + Unpin,
     ResB::Error: Into<BoxError>,
 {
-    let Some(reading) = body.as_mut() else {
+    let config = &*keyed.config;
+    let Some(reading) = keyed.response_body.as_mut() else {
         return Poll::Ready(ResponseRead::Complete);
     };
     loop {
         match ready!(poll_bytes(Pin::new(&mut *reading), cx)) {
             None => {
-                *body = None;
+                keyed.response_body = None;
                 return Poll::Ready(ResponseRead::Complete);
             }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
-                    *len += data.len();
-                    if !data.is_empty() {
-                        chunks.push(data);
-                    }
-                    if *len > config.max_response_body {
+                    keyed.response_read.push(data);
+                    if keyed.response_read.len() > config.max_response_body {
                         return Poll::Ready(ResponseRead::TooLarge);
                     }
                 }
                 Err(frame) => {
                     if let Ok(more) = frame.into_trailers() {
-                        merge(trailers, more);
+                        keyed.response_read.merge_trailers(more);
                     }
                 }
             },
             Some(Err(err)) => {
-                *body = None;
+                keyed.response_body = None;
                 tracing::debug!(
                     target: "steadfast_idempotency",
                     name = %config.name,
@@ -580,26 +602,6 @@ where
                 );
                 return Poll::Ready(ResponseRead::Failed(err));
             }
-        }
-    }
-}
-
-fn merge(trailers: &mut Option<HeaderMap>, more: HeaderMap) {
-    match trailers {
-        Some(existing) => existing.extend(more),
-        None => *trailers = Some(more),
-    }
-}
-
-fn concat(chunks: Vec<Bytes>, len: usize) -> Bytes {
-    match <[Bytes; 1]>::try_from(chunks) {
-        Ok([only]) => only,
-        Err(chunks) => {
-            let mut data = BytesMut::with_capacity(len);
-            for chunk in chunks {
-                data.extend_from_slice(&chunk);
-            }
-            data.freeze()
         }
     }
 }
@@ -621,15 +623,15 @@ fn to_stored<St, X>(
 }
 
 /// The key is taken: replay, 422, wait, or 409.
-fn on_existing<F, B, ResB, CF, WF, E, St, X>(
-    record: Record,
-    keyed: &mut Keyed,
-    request: Request<RequestBody<B>>,
-    config: &Config<St, X>,
-) -> State<F, B, ResB, CF, WF, E> {
-    let problem = |problem: Problem, retry_after| State::Ready {
-        output: Some(Ok(problem.response(retry_after, None))),
-    };
+fn on_existing<S, B, ResB, St, X>(
+    record: &Record,
+    keyed: &mut Keyed<S, B, ResB, S::Error, St, X>,
+) -> KeyedState<S, B, St>
+where
+    S: Service<Request<RequestBody<B>>> + Clone,
+    St: IdempotencyStore,
+{
+    let config = &*keyed.config;
     if Some(record.fingerprint()) != keyed.fingerprint.as_ref() {
         config.stats.record(Event::Mismatch, &config.name);
         tracing::debug!(
@@ -637,7 +639,7 @@ fn on_existing<F, B, ResB, CF, WF, E, St, X>(
             name = %config.name,
             "idempotency key reused with a different request"
         );
-        return problem(Problem::Mismatch, None);
+        return keyed.ready(Ok(Problem::Mismatch.response(None, None)));
     }
     match record {
         Record::Completed { response, .. } => {
@@ -648,9 +650,7 @@ fn on_existing<F, B, ResB, CF, WF, E, St, X>(
                 status = response.status().as_u16(),
                 "replaying the stored response"
             );
-            State::Ready {
-                output: Some(Ok(replay(response))),
-            }
+            keyed.ready(Ok(replay(response)))
         }
         Record::InFlight { .. } => {
             let now = Instant::now();
@@ -662,10 +662,17 @@ fn on_existing<F, B, ResB, CF, WF, E, St, X>(
                 if now < until {
                     let step = keyed.wait_step;
                     keyed.wait_step = (step * 2).min(MAX_WAIT_STEP);
-                    return State::Waiting {
-                        sleep: tokio::time::sleep_until((now + step).min(until)),
-                        request: Some(request),
-                    };
+                    let deadline = (now + step).min(until);
+                    match keyed.sleep.as_mut() {
+                        Some(sleep) => sleep.as_mut().reset(deadline),
+                        None => keyed.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                    if let Some(service) = keyed.service.as_mut() {
+                        // Give up the readiness while waiting: keep an unready clone.
+                        let fresh = service.clone();
+                        drop(mem::replace(service, fresh));
+                    }
+                    return State::Waiting;
                 }
             }
             config.stats.record(Event::Conflict, &config.name);
@@ -674,32 +681,33 @@ fn on_existing<F, B, ResB, CF, WF, E, St, X>(
                 name = %config.name,
                 "a request with this idempotency key is in flight"
             );
-            problem(Problem::InFlight, Some(config.conflict_retry_after))
+            let response = Problem::InFlight.response(Some(config.conflict_retry_after), None);
+            keyed.ready(Ok(response))
         }
     }
 }
 
 /// Releases the claim (if held), then returns `output`.
-fn release<F, B, ResB, CF, E, St, X>(
-    guard: Option<&ClaimGuard<St, X>>,
-    output: Output<ResB, E>,
-    config: &Config<St, X>,
-) -> State<F, B, ResB, CF, St::Future<WriteOutcome>, E>
+fn release<S, B, ResB, St, X>(
+    keyed: &mut Keyed<S, B, ResB, S::Error, St, X>,
+    output: Output<ResB, S::Error>,
+) -> KeyedState<S, B, St>
 where
+    S: Service<Request<RequestBody<B>>>,
     St: IdempotencyStore,
 {
-    match guard {
+    let config = &*keyed.config;
+    match keyed.guard.as_ref() {
         Some(guard) => {
             config.stats.record(Event::Released, &config.name);
+            let write = config.store.release(&guard.key, guard.token);
+            keyed.output = Some(output);
             State::Writing {
-                write: config.store.release(&guard.key, guard.token),
+                write,
                 completing: false,
-                output: Some(output),
             }
         }
-        None => State::Ready {
-            output: Some(output),
-        },
+        None => keyed.ready(output),
     }
 }
 
@@ -739,19 +747,20 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Passthrough { .. } => "passthrough",
-            State::Reading { .. } => "reading request body",
+            State::Reading => "reading request body",
             State::Claiming { .. } => "claiming",
-            State::Waiting { .. } => "waiting for the first request",
-            State::Readying { .. } => "readying the inner service",
+            State::Waiting => "waiting for the first request",
+            State::Readying => "readying the inner service",
             State::Running { .. } => "running",
-            State::Buffering { .. } => "reading response body",
+            State::Buffering => "reading response body",
             State::Writing { .. } => "writing to the store",
-            State::Ready { .. } => "ready",
+            State::Ready => "ready",
             State::Done => "done",
         };
+        let claimed = self.keyed.as_ref().is_some_and(|k| k.guard.is_some());
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field("claimed", &self.guard.is_some())
+            .field("claimed", &claimed)
             .finish_non_exhaustive()
     }
 }

@@ -14,6 +14,7 @@
 //! The parser is a pure function over bytes: it never panics, never allocates more than the
 //! key itself (at most [`MAX_KEY_LEN`] bytes), and is ready to be driven by a fuzzer.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// The longest key accepted, in characters (all ASCII, so also in bytes): 255, Stripe's
@@ -131,6 +132,12 @@ impl std::error::Error for KeyError {}
 /// # Ok::<(), KeyError>(())
 /// ```
 pub fn parse_idempotency_key(value: &[u8], lenient: bool) -> Result<IdempotencyKey, KeyError> {
+    parse_key(value, lenient).map(|key| IdempotencyKey(key.into()))
+}
+
+/// [`parse_idempotency_key`] without the copy: the key borrows `value` unless it has
+/// escapes.
+pub(crate) fn parse_key(value: &[u8], lenient: bool) -> Result<Cow<'_, str>, KeyError> {
     let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
     let start = value.iter().position(|b| !is_ows(b)).unwrap_or(value.len());
     let end = value
@@ -146,19 +153,22 @@ pub fn parse_idempotency_key(value: &[u8], lenient: bool) -> Result<IdempotencyK
     match trimmed.first() {
         None => Err(KeyError::Empty),
         Some(b'"') => {
-            let key = parser.sf_string(MAX_KEY_LEN)?;
+            let key = match parser.plain_string(MAX_KEY_LEN) {
+                Some(key) => Cow::Borrowed(key),
+                None => Cow::Owned(parser.sf_string(MAX_KEY_LEN)?),
+            };
             parser.parameters()?;
             if key.is_empty() {
                 return Err(KeyError::Empty);
             }
-            Ok(IdempotencyKey(key.into_boxed_str()))
+            Ok(key)
         }
         Some(_) if lenient => bare_key(trimmed, start),
         Some(_) => Err(KeyError::NotAString),
     }
 }
 
-fn bare_key(key: &[u8], offset: usize) -> Result<IdempotencyKey, KeyError> {
+fn bare_key(key: &[u8], offset: usize) -> Result<Cow<'_, str>, KeyError> {
     if let Some(i) = key
         .iter()
         .position(|&b| !(0x21..=0x7e).contains(&b) || b == b'"' || b == b',')
@@ -170,7 +180,7 @@ fn bare_key(key: &[u8], offset: usize) -> Result<IdempotencyKey, KeyError> {
     }
     // Every byte is ASCII, checked above.
     let key = std::str::from_utf8(key).map_err(|_| KeyError::InvalidCharacter { at: offset })?;
-    Ok(IdempotencyKey(Box::from(key)))
+    Ok(Cow::Borrowed(key))
 }
 
 /// A cursor over `input[pos..end]`.
@@ -180,7 +190,25 @@ struct Parser<'a> {
     end: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
+    /// The common case of [`sf_string`](Self::sf_string), from the opening quote: a
+    /// string without escapes, of at most `limit` characters, borrowed. `None` (and
+    /// nothing consumed) for anything else, which `sf_string` then parses or refuses.
+    fn plain_string(&mut self, limit: usize) -> Option<&'a str> {
+        let from = self.pos + 1;
+        let rest = self.input.get(from..self.end)?;
+        let len = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || !(0x20..=0x7e).contains(&b))?;
+        if rest[len] != b'"' || len > limit {
+            return None;
+        }
+        // Every byte is printable ASCII, checked above.
+        let key = std::str::from_utf8(&rest[..len]).ok()?;
+        self.pos = from + len + 1;
+        Some(key)
+    }
+
     fn peek(&self) -> Option<u8> {
         (self.pos < self.end).then(|| self.input[self.pos])
     }
@@ -353,6 +381,35 @@ fn is_tchar(c: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The borrowing fast path agrees with the full sf-string parser wherever it
+        /// answers, and answers for every quoted key without escapes.
+        #[test]
+        fn plain_strings_parse_as_sf_strings(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b'"', b'\\', b' ', b'~', 0x1f, 0x7f]),
+                0..300,
+            ),
+        ) {
+            let mut input = vec![b'"'];
+            input.extend_from_slice(&bytes);
+            let mut fast = Parser { input: &input, pos: 0, end: input.len() };
+            let mut full = Parser { input: &input, pos: 0, end: input.len() };
+            let expected = full.sf_string(MAX_KEY_LEN);
+            match fast.plain_string(MAX_KEY_LEN) {
+                Some(key) => {
+                    proptest::prop_assert_eq!(expected, Ok(key.to_owned()));
+                    proptest::prop_assert_eq!(fast.pos, full.pos);
+                }
+                None => {
+                    proptest::prop_assert_eq!(fast.pos, 0);
+                    let escaped = input.iter().skip(1).take_while(|&&b| b != b'"').any(|&b| b == b'\\');
+                    proptest::prop_assert!(escaped || expected.is_err());
+                }
+            }
+        }
+    }
 
     fn parse(value: &str, lenient: bool) -> Result<String, KeyError> {
         parse_idempotency_key(value.as_bytes(), lenient).map(|k| k.as_str().to_owned())

@@ -9,7 +9,7 @@ use tower_layer::Layer;
 
 use crate::error::InvalidIdempotencyConfig;
 use crate::policy::StorePolicy;
-use crate::scope::{ScopeExtractor, Unscoped};
+use crate::scope::{Prefixes, ScopeExtractor, Unscoped};
 use crate::service::Idempotency;
 use crate::stats::IdempotencyStats;
 use crate::store::IdempotencyStore;
@@ -78,6 +78,8 @@ pub(crate) struct Config<St, X> {
     pub(crate) fail_open: bool,
     pub(crate) stats: Arc<IdempotencyStats>,
     pub(crate) name: Arc<str>,
+    /// The hashers after the domain tags, cloned per request.
+    pub(crate) prefixes: Prefixes,
 }
 
 /// A tower layer that makes `POST` and `PATCH` requests carrying an `Idempotency-Key`
@@ -394,6 +396,7 @@ impl<St, X> IdempotencyLayerBuilder<St, X> {
             fail_open: self.fail_open,
             stats: Arc::default(),
             name: self.name,
+            prefixes: Prefixes::new(),
         };
         Ok(IdempotencyLayer {
             config: Arc::new(config),

@@ -115,12 +115,8 @@ impl Problem {
 
 /// A stored response, replayed: its status, stored headers, body and trailers, plus
 /// `Idempotent-Replayed: true` and a `Content-Length`.
-pub(crate) fn replay<B>(stored: StoredResponse) -> Response<ResponseBody<B>> {
-    let (status, mut headers, body, trailers) = stored.into_parts();
-    headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    if trailers.is_none() {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    }
+pub(crate) fn replay<B>(stored: &StoredResponse) -> Response<ResponseBody<B>> {
+    let (status, headers, body, trailers) = stored.replay_parts();
     let mut response = Response::new(ResponseBody::full(body, trailers));
     *response.status_mut() = status;
     *response.headers_mut() = headers;

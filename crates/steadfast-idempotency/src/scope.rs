@@ -20,7 +20,6 @@ use http::request::Parts;
 use http::{HeaderName, Method};
 use sha2::{Digest, Sha256};
 
-use crate::key::IdempotencyKey;
 use crate::store::{Fingerprint, StoreKey};
 
 /// Tells the layer whose request this is: the principal or tenant a key belongs to.
@@ -76,8 +75,14 @@ impl ScopeExtractor for Unscoped {
     }
 }
 
+/// The domain tag of storage keys, their first field.
+const KEY_DOMAIN: &[u8] = b"steadfast-idempotency/v1/key";
+/// The domain tag of fingerprints, their first field.
+const FINGERPRINT_DOMAIN: &[u8] = b"steadfast-idempotency/v1/fingerprint";
+
 /// SHA-256 with length-prefixed fields, so that field boundaries cannot be shifted
 /// (`("ab", "c")` and `("a", "bc")` hash differently).
+#[derive(Clone)]
 struct FieldHasher(Sha256);
 
 impl FieldHasher {
@@ -97,18 +102,45 @@ impl FieldHasher {
     }
 }
 
+/// The hasher states after the domain tags of the storage key and the fingerprint, made
+/// once per layer and cloned per request. The hashes are the same as when the tags are
+/// hashed each time: records in a shared store stay where they were. (Framing short
+/// fields on the stack for one update each was tried and was slower: the block buffer
+/// then copies them once more.)
+#[derive(Clone)]
+pub(crate) struct Prefixes {
+    key: FieldHasher,
+    fingerprint: FieldHasher,
+}
+
+impl Prefixes {
+    pub(crate) fn new() -> Self {
+        Self {
+            key: FieldHasher::new(KEY_DOMAIN),
+            fingerprint: FieldHasher::new(FINGERPRINT_DOMAIN),
+        }
+    }
+}
+
+impl std::fmt::Debug for Prefixes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prefixes").finish_non_exhaustive()
+    }
+}
+
 /// The storage key of a request: SHA-256 over scope, method, path and client key.
 pub(crate) fn store_key(
+    prefixes: &Prefixes,
     scope: &[u8],
     method: &Method,
     path: &str,
-    key: &IdempotencyKey,
+    key: &str,
 ) -> StoreKey {
-    let mut hasher = FieldHasher::new(b"steadfast-idempotency/v1/key");
+    let mut hasher = prefixes.key.clone();
     hasher.field(scope);
     hasher.field(method.as_str().as_bytes());
     hasher.field(path.as_bytes());
-    hasher.field(key.as_str().as_bytes());
+    hasher.field(key.as_bytes());
     StoreKey::from_bytes(hasher.finish())
 }
 
@@ -120,8 +152,8 @@ pub(crate) struct FingerprintHasher {
 }
 
 impl FingerprintHasher {
-    pub(crate) fn new(parts: &Parts, headers: &[HeaderName]) -> Self {
-        let mut hasher = FieldHasher::new(b"steadfast-idempotency/v1/fingerprint");
+    pub(crate) fn new(prefixes: &Prefixes, parts: &Parts, headers: &[HeaderName]) -> Self {
+        let mut hasher = prefixes.fingerprint.clone();
         hasher.field(parts.method.as_str().as_bytes());
         hasher.field(parts.uri.path().as_bytes());
         match parts.uri.query() {
@@ -169,7 +201,6 @@ impl std::fmt::Debug for FingerprintHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::parse_idempotency_key;
 
     fn parts(uri: &str) -> Parts {
         let (parts, ()) = http::Request::post(uri)
@@ -181,11 +212,63 @@ mod tests {
     }
 
     fn fingerprint(uri: &str, chunks: &[&'static [u8]]) -> Fingerprint {
-        let mut hasher = FingerprintHasher::new(&parts(uri), &[http::header::CONTENT_TYPE]);
+        let prefixes = Prefixes::new();
+        let mut hasher =
+            FingerprintHasher::new(&prefixes, &parts(uri), &[http::header::CONTENT_TYPE]);
         for chunk in chunks {
             hasher.update(&Bytes::from_static(chunk));
         }
         hasher.finish()
+    }
+
+    fn key(scope: &[u8], method: &Method, path: &str, key: &str) -> StoreKey {
+        store_key(&Prefixes::new(), scope, method, path, key)
+    }
+
+    /// SHA-256 over length-prefixed fields, written out byte by byte: the derivation as
+    /// documented, independent of `FieldHasher`.
+    fn framed(fields: &[&[u8]], tail: &[u8]) -> [u8; 32] {
+        let mut bytes = Vec::new();
+        for field in fields {
+            bytes.extend_from_slice(&(field.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(field);
+        }
+        bytes.extend_from_slice(tail);
+        Sha256::digest(&bytes).into()
+    }
+
+    #[test]
+    fn hashes_keep_their_derivation() {
+        // Records in Redis and PostgreSQL are found by these hashes: a change would orphan
+        // them (a retry after an upgrade would run again) and turn every replay into a 422.
+        let long_key = "k".repeat(200);
+        for (scope, the_key) in [(&b""[..], "8e03978e-40d5"), (b"tenant-7", &long_key)] {
+            assert_eq!(
+                key(scope, &Method::POST, "/orders", the_key).as_bytes(),
+                &framed(
+                    &[KEY_DOMAIN, scope, b"POST", b"/orders", the_key.as_bytes()],
+                    b""
+                )
+            );
+        }
+        let body = b"{\"sku\":1}";
+        let expected = framed(
+            &[
+                FINGERPRINT_DOMAIN,
+                b"POST",
+                b"/a",
+                b"?",
+                b"x=1",
+                b"content-type",
+                &1u64.to_be_bytes(),
+                b"application/json",
+            ],
+            &[&body[..], &(body.len() as u64).to_be_bytes()].concat(),
+        );
+        assert_eq!(
+            fingerprint("/a?x=1", &[&body[..5], &body[5..]]).as_bytes(),
+            &expected
+        );
     }
 
     #[test]
@@ -204,16 +287,16 @@ mod tests {
 
     #[test]
     fn store_keys_separate_scope_method_path_and_key() {
-        let key = parse_idempotency_key(b"k", true).unwrap();
-        let base = store_key(b"alice", &Method::POST, "/orders", &key);
-        assert_eq!(base, store_key(b"alice", &Method::POST, "/orders", &key));
-        assert_ne!(base, store_key(b"bob", &Method::POST, "/orders", &key));
-        assert_ne!(base, store_key(b"alice", &Method::PATCH, "/orders", &key));
-        assert_ne!(base, store_key(b"alice", &Method::POST, "/order", &key));
+        let base = key(b"alice", &Method::POST, "/orders", "k");
+        assert_eq!(base, key(b"alice", &Method::POST, "/orders", "k"));
+        assert_ne!(base, key(b"bob", &Method::POST, "/orders", "k"));
+        assert_ne!(base, key(b"alice", &Method::PATCH, "/orders", "k"));
+        assert_ne!(base, key(b"alice", &Method::POST, "/order", "k"));
+        assert_ne!(base, key(b"alice", &Method::POST, "/orders", "j"));
         // Field boundaries matter.
         assert_ne!(
-            store_key(b"alice/", &Method::POST, "orders", &key),
-            store_key(b"alice", &Method::POST, "/orders", &key)
+            key(b"alice/", &Method::POST, "orders", "k"),
+            key(b"alice", &Method::POST, "/orders", "k")
         );
     }
 }

@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use crate::body::{RequestBody, ResponseBody};
 use crate::future::ResponseFuture;
-use crate::key::parse_idempotency_key;
+use crate::key::parse_key;
 use crate::layer::Config;
 use crate::problem::Problem;
 use crate::scope::{FingerprintHasher, ScopeExtractor, store_key};
@@ -96,18 +96,21 @@ where
         if !config.methods.contains(request.method()) {
             return self.passthrough(request);
         }
-        let mut values = request.headers().get_all(&config.header).iter();
+        // Taken apart first: the key borrows the header value (no copy) while the scope and
+        // the hashes read the head.
+        let (parts, body) = request.into_parts();
+        let mut values = parts.headers.get_all(&config.header).iter();
         let key = match (values.next(), values.next()) {
             (None, _) if config.require_key => {
                 config.stats.record(Event::MissingKey, &config.name);
                 return self.refuse(Problem::MissingKey, None);
             }
-            (None, _) => return self.passthrough(request),
+            (None, _) => return self.passthrough(Request::from_parts(parts, body)),
             (Some(_), Some(_)) => {
                 config.stats.record(Event::InvalidKey, &config.name);
                 return self.refuse(Problem::MultipleKeys, None);
             }
-            (Some(value), None) => match parse_idempotency_key(value.as_bytes(), config.lenient) {
+            (Some(value), None) => match parse_key(value.as_bytes(), config.lenient) {
                 Ok(key) => key,
                 Err(err) => {
                     config.stats.record(Event::InvalidKey, &config.name);
@@ -122,14 +125,19 @@ where
             },
         };
         config.stats.record(Event::Keyed, &config.name);
-        if request.body().size_hint().lower() > config.max_request_body as u64 {
+        if body.size_hint().lower() > config.max_request_body as u64 {
             config.stats.record(Event::BodyTooLarge, &config.name);
             return self.refuse(Problem::BodyTooLarge, None);
         }
-        let (parts, body) = request.into_parts();
         let scope = config.scope.extract(&parts);
-        let store_key = store_key(scope.as_ref(), &parts.method, parts.uri.path(), &key);
-        let hasher = FingerprintHasher::new(&parts, &config.fingerprint_headers);
+        let store_key = store_key(
+            &config.prefixes,
+            scope.as_ref(),
+            &parts.method,
+            parts.uri.path(),
+            &key,
+        );
+        let hasher = FingerprintHasher::new(&config.prefixes, &parts, &config.fingerprint_headers);
         // The service the caller made ready serves this request once the key is claimed; a
         // fresh clone stays behind.
         let clone = self.inner.clone();
@@ -145,7 +153,7 @@ impl<S, St, X> Idempotency<S, St, X> {
         St: IdempotencyStore,
     {
         let future = self.inner.call(request.map(RequestBody::passthrough));
-        ResponseFuture::passthrough(future, self.config.clone())
+        ResponseFuture::passthrough(future)
     }
 
     fn refuse<B, ResB>(

@@ -3,11 +3,11 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use steadfast_core::error::BoxError;
 
 /// The storage key of one idempotent operation: SHA-256 over the scope (principal or
@@ -87,17 +87,44 @@ impl FencingToken {
 /// trailers, if any.
 ///
 /// Cloning is cheap (one reference count): a store can hand out the response it holds.
-#[derive(Debug, Clone, PartialEq)]
+/// Clones share the headers of a replay too, made by the first replay and reused by the
+/// next ones.
+#[derive(Clone, PartialEq)]
 pub struct StoredResponse {
     inner: Arc<StoredInner>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone)]
 struct StoredInner {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
     trailers: Option<HeaderMap>,
+    /// `headers` plus `Idempotent-Replayed: true` and `Content-Length` (without trailers),
+    /// made once: a replay then clones them instead of inserting into a copy.
+    replay_headers: OnceLock<HeaderMap>,
+}
+
+impl PartialEq for StoredInner {
+    fn eq(&self, other: &Self) -> bool {
+        // The replay headers follow from the rest.
+        self.status == other.status
+            && self.headers == other.headers
+            && self.body == other.body
+            && self.trailers == other.trailers
+    }
+}
+
+impl fmt::Debug for StoredResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        f.debug_struct("StoredResponse")
+            .field("status", &inner.status)
+            .field("headers", &inner.headers)
+            .field("body", &inner.body)
+            .field("trailers", &inner.trailers)
+            .finish()
+    }
 }
 
 impl StoredResponse {
@@ -119,6 +146,7 @@ impl StoredResponse {
                 headers,
                 body,
                 trailers,
+                replay_headers: OnceLock::new(),
             }),
         }
     }
@@ -148,6 +176,33 @@ impl StoredResponse {
     pub fn into_parts(self) -> (StatusCode, HeaderMap, Bytes, Option<HeaderMap>) {
         let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| (*shared).clone());
         (inner.status, inner.headers, inner.body, inner.trailers)
+    }
+
+    /// The parts of a replay: the status, the stored headers plus `Idempotent-Replayed:
+    /// true` and (without trailers) `Content-Length`, the body and the trailers. The
+    /// headers are made at the first replay and cloned afterwards.
+    pub(crate) fn replay_parts(&self) -> (StatusCode, HeaderMap, Bytes, Option<HeaderMap>) {
+        let inner = &*self.inner;
+        let headers = inner.replay_headers.get_or_init(|| {
+            let mut headers = HeaderMap::with_capacity(inner.headers.len() + 2);
+            for (name, value) in &inner.headers {
+                headers.append(name, value.clone());
+            }
+            headers.insert(
+                crate::problem::IDEMPOTENT_REPLAYED,
+                HeaderValue::from_static("true"),
+            );
+            if inner.trailers.is_none() {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(inner.body.len()));
+            }
+            headers
+        });
+        (
+            inner.status,
+            headers.clone(),
+            inner.body.clone(),
+            inner.trailers.clone(),
+        )
     }
 
     /// An estimate of the memory the response takes: the body, every header name and value
@@ -297,6 +352,45 @@ pub trait IdempotencyStore: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replays_add_their_headers_without_changing_the_stored_response() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        headers.append(header::LINK, HeaderValue::from_static("</a>"));
+        headers.append(header::LINK, HeaderValue::from_static("</b>"));
+        let stored = StoredResponse::new(StatusCode::CREATED, headers.clone(), Bytes::from("hi"));
+        let fresh = stored.clone();
+        for _ in 0..2 {
+            let (status, replayed, body, trailers) = stored.replay_parts();
+            assert_eq!(
+                (status, &body[..], trailers),
+                (StatusCode::CREATED, &b"hi"[..], None)
+            );
+            assert_eq!(replayed["idempotent-replayed"], "true");
+            assert_eq!(replayed[header::CONTENT_LENGTH], "2");
+            assert_eq!(replayed.get_all(header::LINK).iter().count(), 2);
+            assert_eq!(replayed.len(), 5);
+        }
+        // What a store keeps (and encodes) is what was stored.
+        assert_eq!(stored.headers(), &headers);
+        assert_eq!(stored, fresh);
+        assert_eq!(
+            stored,
+            StoredResponse::new(StatusCode::CREATED, headers, Bytes::from("hi"))
+        );
+
+        // With trailers the length is not announced.
+        let with_trailers = StoredResponse::with_parts(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from("x"),
+            Some(HeaderMap::new()),
+        );
+        let (_, replayed, _, trailers) = with_trailers.replay_parts();
+        assert!(replayed.get(header::CONTENT_LENGTH).is_none());
+        assert!(trailers.is_some());
+    }
 
     #[test]
     fn boxed_futures_satisfy_the_trait_bounds() {
