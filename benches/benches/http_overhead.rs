@@ -16,6 +16,7 @@
 //!    overloaded (the shedder forwards every request, the limit is never reached), the
 //!    "normal load" of the target. Every answer must be 200 (anything else panics).
 //! 2. **`http_stack/oneshot`** (criterion): one request through the router in process,
+//!    the router built once with `with_state(())` as `axum::serve` does (see [`built`]),
 //!    with the layers added one at a time from the outermost inwards, each stack under
 //!    one `Router::layer` as in the example: `bare`, `+axum_layer` (an empty
 //!    `ServiceBuilder` under `Router::layer`: what axum itself charges for wrapping a
@@ -37,7 +38,8 @@
 //!    steadier per-layer figure.
 //!
 //! Run with `cargo bench -p steadfast-benches --bench http_overhead`; see
-//! `benches/README.md`.
+//! `benches/README.md`. With criterion's `--profile-time <seconds>` (to profile one row,
+//! e.g. under `perf record`) only that row runs, without parts 1 and 3.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -157,6 +159,15 @@ fn app(layers: Layers) -> Router {
     }
 }
 
+/// [`app`] as `axum::serve` runs it: `with_state(())` turns every route's handler and its
+/// layers into a built service once (what `serve` does for each connection, and what the
+/// example's `with_state` does at start-up). Called as a `Service` without it, a `Router`
+/// would rebuild the handler's route, running every layer's `Layer::layer`, on each
+/// request, which no server does.
+fn built(layers: Layers) -> Router {
+    app(layers).with_state(())
+}
+
 fn request() -> Request<Body> {
     Request::get("/")
         .header("x-request-criticality", "critical")
@@ -174,7 +185,7 @@ fn http_stack(c: &mut Criterion) {
     let _context = runtime.enter();
     let mut group = c.benchmark_group("http_stack/oneshot");
     for layers in Layers::ALL {
-        let mut router = app(layers);
+        let mut router = built(layers);
         let response = call_once(&mut router, request());
         assert_eq!(response.status(), StatusCode::OK, "{}", layers.name());
         group.bench_function(layers.name(), |b| {
@@ -330,7 +341,7 @@ fn interleaved() {
         .build()
         .expect("runtime");
     let _context = runtime.enter();
-    let mut routers: Vec<Router> = Layers::ALL.iter().map(|&layers| app(layers)).collect();
+    let mut routers: Vec<Router> = Layers::ALL.iter().map(|&layers| built(layers)).collect();
     let mut samples = vec![Vec::with_capacity(BATCHES); routers.len()];
     for _ in 0..BATCHES {
         for (router, samples) in routers.iter_mut().zip(&mut samples) {
@@ -365,8 +376,11 @@ criterion_group!(benches, http_stack);
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` does not, and then only
-    // criterion's one-iteration test of each row runs.
-    if std::env::args().any(|arg| arg == "--bench") {
+    // criterion's one-iteration test of each row runs. Under `--profile-time` (one row
+    // run for a profiler) the printed parts are left out too, so that a profile holds
+    // only the row asked for.
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|arg| arg == "--bench") && !args.iter().any(|arg| arg == "--profile-time") {
         loopback();
         interleaved();
     }

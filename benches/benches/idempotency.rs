@@ -10,6 +10,8 @@
 //!   stored 1 KiB response replayed. The handler does not run.
 //! - `no_key`: a request without a key passes through the layer to the handler;
 //!   `baseline/no_key` sends the same request to the bare handler.
+//! - `get`: a `GET /orders` (a method the layer does not handle) passes through the
+//!   layer; `baseline/get` sends it to the bare handler.
 //! - `baseline/prebuilt` and `first_execution`: each call carries a new key (claim,
 //!   handler, response read into memory, completion). Requests are built in chunks of
 //!   4096 outside the timed region, and each chunk gets a fresh store and service (also
@@ -216,6 +218,25 @@ fn layer_calls(c: &mut Criterion, clock: Clock) {
         b.iter_custom(|iters| {
             clock.time(iters, || {
                 black_box(call_once(&mut passing, black_box(&unkeyed).clone()));
+            })
+        })
+    });
+    assert_eq!(stats.keyed(), 0, "no request was keyed");
+
+    let get = Request::get("/orders")
+        .body(Full::new(Bytes::new()))
+        .expect("valid request");
+    group.bench_function("baseline/get", |b| {
+        b.iter_custom(|iters| {
+            clock.time(iters, || {
+                black_box(call_once(&mut bare, black_box(&get).clone()));
+            })
+        })
+    });
+    group.bench_function("get", |b| {
+        b.iter_custom(|iters| {
+            clock.time(iters, || {
+                black_box(call_once(&mut passing, black_box(&get).clone()));
             })
         })
     });
