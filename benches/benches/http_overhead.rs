@@ -48,7 +48,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
@@ -143,18 +142,11 @@ fn app(layers: Layers) -> Router {
         Layers::Shed => router.layer(outer.layer(hlc()).layer(shed())),
         Layers::Limit => router.layer(outer.layer(hlc()).layer(shed()).layer(limit())),
         Layers::Full => router.layer(
-            outer
-                .layer(hlc())
-                .layer(shed())
-                .layer(limit())
-                // The idempotency layer's body has no `Default`, which the outer layers
-                // need: the example converts it to axum's body the same way.
-                .map_response(IntoResponse::into_response)
-                .layer(
-                    IdempotencyLayer::builder(MemoryStore::new())
-                        .build()
-                        .expect("valid idempotency layer"),
-                ),
+            outer.layer(hlc()).layer(shed()).layer(limit()).layer(
+                IdempotencyLayer::builder(MemoryStore::new())
+                    .build()
+                    .expect("valid idempotency layer"),
+            ),
         ),
     }
 }

@@ -277,7 +277,6 @@ where
         routes.layer(
             ServiceBuilder::new()
                 .hlc_server(hlc)
-                .map_response(IntoResponse::into_response)
                 .idempotency(idempotency),
         )
     } else {
@@ -299,9 +298,6 @@ where
                 .hlc_server(hlc)
                 .shed(shed)
                 .adaptive_concurrency(limit)
-                // The idempotency layer's body has no `Default` (which the outer layers
-                // need for their own empty answers): convert it to axum's body.
-                .map_response(IntoResponse::into_response)
                 .idempotency(idempotency),
         )
     };
