@@ -24,6 +24,8 @@ use steadfast_idempotency::{
     Claim, FencingToken, Fingerprint, IdempotencyLayer, IdempotencyStore, MemoryStore, Record,
     StoreKey, StoredResponse, WriteOutcome,
 };
+#[cfg(any(feature = "redis", feature = "postgres"))]
+use steadfast_test_support::backend::backend_env;
 use tokio::sync::Barrier;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -85,26 +87,6 @@ fn completed(record: Option<Record>) -> (Fingerprint, StoredResponse) {
             response,
         }) => (fingerprint, response),
         other => panic!("expected a completed record, got {other:?}"),
-    }
-}
-
-/// The value of the variable `var` naming a backend server, or `None` (after printing
-/// `skipped: … not set`) when it is unset or empty.
-///
-/// # Panics
-///
-/// When it is unset and `CI=true`: CI starts every backend, so a missing one is a bug.
-#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
-fn backend_env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(value) if !value.is_empty() => Some(value),
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("{var} is not set, but CI=true: CI must test every backend (see .ci/run)")
-        }
-        _ => {
-            eprintln!("skipped: {var} not set");
-            None
-        }
     }
 }
 

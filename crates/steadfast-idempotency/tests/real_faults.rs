@@ -15,13 +15,12 @@
 
 mod support;
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use steadfast_idempotency::body::ResponseBody;
 use steadfast_idempotency::{IdempotencyLayer, RedisStore};
+use steadfast_test_support::backend::{RedisServer, free_port, program_available};
 use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -33,96 +32,6 @@ use support::{Backend, post, replayed};
 const REFUSED_WITHIN: Duration = Duration::from_secs(3);
 /// How long the layer may take to protect requests again once Redis is back.
 const RECOVERS_WITHIN: Duration = Duration::from_secs(5);
-
-/// Whether `redis-server` can be run; `false` (after printing `skipped: …`) when it is not
-/// on `PATH`.
-///
-/// # Panics
-///
-/// When it is missing and `CI=true`.
-fn redis_server_available() -> bool {
-    match Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(_) => true,
-        Err(err) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("redis-server cannot be run ({err}), but CI=true: CI must test real faults")
-        }
-        Err(err) => {
-            eprintln!("skipped: redis-server not on PATH ({err})");
-            false
-        }
-    }
-}
-
-/// A free loopback port: bind port 0, read it, release it.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// A private `redis-server` child, killed (and reaped) on drop, even while stopped.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    /// Starts a server on `port` and waits until it accepts connections.
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let server = Self { child, port };
-        // Up to 5 s in 10 ms steps (std time: this runs outside the runtime's clock).
-        let listening = (0..500).any(|_| {
-            let up = TcpStream::connect(("127.0.0.1", port)).is_ok();
-            if !up {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            up
-        });
-        assert!(listening, "redis-server did not listen on port {port}");
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} failed");
-    }
-
-    /// Kills the server (SIGKILL) and reaps it.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        // SIGKILL also ends a stopped process; CONT first anyway, harmlessly.
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 type Svc = tower::util::BoxCloneSyncService<
     Request<String>,
@@ -211,7 +120,7 @@ async fn assert_recovers(closed: &Svc, handler: &Backend, key: &str) -> Duration
 /// the same port is used again without restarting anything.
 #[tokio::test]
 async fn killed_redis_fails_closed_and_recovers_on_restart() {
-    if !redis_server_available() {
+    if !program_available("redis-server") {
         return;
     }
     let port = free_port();
@@ -238,7 +147,7 @@ async fn killed_redis_fails_closed_and_recovers_on_restart() {
 /// closed once the response timeout passes; after `SIGCONT` the layer recovers.
 #[tokio::test]
 async fn stopped_redis_fails_closed_and_recovers_on_resume() {
-    if !redis_server_available() {
+    if !program_available("redis-server") {
         return;
     }
     let server = RedisServer::start(free_port());

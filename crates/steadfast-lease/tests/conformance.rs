@@ -22,6 +22,8 @@ use steadfast_core::clock::{SystemClock, WallClock};
 use steadfast_lease::{
     FenceGate, FencingToken, Lease, LeaseStore, LeaseTerms, MemoryLeaseStore, Singleton,
 };
+#[cfg(any(feature = "redis", feature = "postgres", feature = "etcd"))]
+use steadfast_test_support::backend::backend_env;
 use tokio::sync::{Barrier, mpsc};
 use tokio::time::Instant;
 
@@ -49,29 +51,6 @@ fn assert_next<B: Backend>(previous: u64, token: FencingToken, what: &str) {
         assert_eq!(token.get(), previous + 1, "{what}");
     } else {
         assert!(token.get() > previous, "{what}: {token:?} after {previous}");
-    }
-}
-
-/// The value of the variable `var` naming a backend server, or `None` (after printing
-/// `skipped: … not set`) when it is unset or empty.
-///
-/// # Panics
-///
-/// When it is unset and `CI=true`: CI starts every backend, so a missing one is a bug.
-#[cfg_attr(
-    not(any(feature = "redis", feature = "postgres", feature = "etcd")),
-    allow(dead_code)
-)]
-fn backend_env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(value) if !value.is_empty() => Some(value),
-        _ if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("{var} is not set, but CI=true: CI must test every backend (see .ci/run)")
-        }
-        _ => {
-            eprintln!("skipped: {var} not set");
-            None
-        }
     }
 }
 

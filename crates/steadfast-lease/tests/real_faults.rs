@@ -12,180 +12,26 @@
 //! `CI=true`, where they fail.
 #![cfg(feature = "redis")]
 
-use std::future::Future;
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use steadfast_lease::singleton::default_safety_margin;
 use steadfast_lease::{
-    FenceGate, Fenced, FencingToken, Lease, LeaseError, LeaseGuard, LeaseHolder, LeaseStore,
-    LeaseTerms, RedisLeaseStore, Singleton, StoreError,
+    FenceGate, Fenced, FencingToken, LeaseGuard, LeaseStore, RedisLeaseStore, Singleton,
 };
+use steadfast_test_support::backend::{RedisServer, free_port, program_available};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
+
+use support::recording::Recording;
 
 const TTL: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_millis(100);
 /// Scheduling slack on top of the deadline (a busy 2-core machine).
 const SLACK: Duration = Duration::from_millis(150);
-
-/// Whether `redis-server` can be run; `false` (after printing `skipped: …`) when it is not
-/// on `PATH`.
-///
-/// # Panics
-///
-/// When it is missing and `CI=true`.
-fn redis_server_available() -> bool {
-    match Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(_) => true,
-        Err(err) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("redis-server cannot be run ({err}), but CI=true: CI must test real faults")
-        }
-        Err(err) => {
-            eprintln!("skipped: redis-server not on PATH ({err})");
-            false
-        }
-    }
-}
-
-/// A free loopback port: bind port 0, read it, release it.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// A private `redis-server` child, killed (and reaped) on drop, even while stopped.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    /// Starts a server on `port` and waits until it accepts connections.
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let server = Self { child, port };
-        // Up to 5 s in 10 ms steps (std time: this runs outside the runtime's clock).
-        let listening = (0..500).any(|_| {
-            let up = TcpStream::connect(("127.0.0.1", port)).is_ok();
-            if !up {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            up
-        });
-        assert!(listening, "redis-server did not listen on port {port}");
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} failed");
-    }
-
-    /// Kills the server (SIGKILL) and reaps it.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        // SIGKILL also ends a stopped process; CONT first anyway, harmlessly.
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A store that records when the last successful acquisition or renewal was SENT, so the
-/// step-down bound is checked against an instant observed independently of the runner
-/// (taken just after the runner's own, so the bound is if anything slightly loose).
-#[derive(Clone)]
-struct Recording<S> {
-    inner: S,
-    last_ok_send: Arc<Mutex<Option<Instant>>>,
-}
-
-impl<S> Recording<S> {
-    fn new(inner: S) -> Self {
-        Self {
-            inner,
-            last_ok_send: Arc::default(),
-        }
-    }
-
-    fn last_ok_send(&self) -> Instant {
-        self.last_ok_send
-            .lock()
-            .unwrap()
-            .expect("a successful send")
-    }
-
-    fn record(&self, sent: Instant) {
-        *self.last_ok_send.lock().unwrap() = Some(sent);
-    }
-}
-
-impl<S: LeaseStore> LeaseStore for Recording<S> {
-    async fn try_acquire(
-        &self,
-        name: &str,
-        holder: &str,
-        terms: LeaseTerms,
-    ) -> Result<Option<Lease>, StoreError> {
-        let sent = Instant::now();
-        let result = self.inner.try_acquire(name, holder, terms).await;
-        if let Ok(Some(_)) = &result {
-            self.record(sent);
-        }
-        result
-    }
-
-    async fn renew(&self, lease: &Lease) -> Result<Lease, LeaseError> {
-        let sent = Instant::now();
-        let result = self.inner.renew(lease).await;
-        if result.is_ok() {
-            self.record(sent);
-        }
-        result
-    }
-
-    fn release(&self, lease: &Lease) -> impl Future<Output = Result<(), LeaseError>> + Send {
-        self.inner.release(lease)
-    }
-
-    fn current(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = Result<Option<LeaseHolder>, StoreError>> + Send {
-        self.inner.current(name)
-    }
-}
 
 /// Sends the instant it is dropped: when the runner cancels the job.
 struct OnDrop(mpsc::UnboundedSender<Instant>);
@@ -303,7 +149,7 @@ async fn assert_steps_down_by_deadline(
 /// own deadline; after SIGCONT it leads again with a higher token.
 #[tokio::test]
 async fn stopped_redis_holder_steps_down_by_its_deadline() {
-    if !redis_server_available() {
+    if !program_available("redis-server") {
         return;
     }
     let server = RedisServer::start(free_port());
@@ -344,7 +190,7 @@ async fn stopped_redis_holder_steps_down_by_its_deadline() {
 /// the same port is led again, with a token the `FenceGate` refuses.
 #[tokio::test]
 async fn killed_redis_holder_steps_down_and_resumes_on_a_new_server() {
-    if !redis_server_available() {
+    if !program_available("redis-server") {
         return;
     }
     let port = free_port();

@@ -11,6 +11,8 @@
 //! - [`contract`]: a reusable check that a layer keeps the tower `Service` contract
 //!   (readiness, reservations, cancellation, `Clone`).
 //! - [`CountingWaker`] and [`assert_send`]: for driving futures by hand and checking `Send`.
+//! - [`backend`]: real backends: the variables naming shared servers (skipped, or failing
+//!   under `CI=true`, when unset), free loopback ports and a private `redis-server` child.
 //!
 //! # Example
 //!
@@ -53,6 +55,7 @@
 //! ```
 #![doc(test(attr(deny(warnings))))]
 
+pub mod backend;
 pub mod contract;
 pub mod mock;
 mod send;

@@ -16,78 +16,18 @@ use std::time::Duration;
 
 use steadfast_core::clock::{SystemClock, WallClock};
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|ci| ci == "true")
-}
-
-/// The value of the variable `var` naming a backend server, or `None` (after printing
-/// `skipped: … not set`) when it is unset or empty.
-///
-/// # Panics
-///
-/// When it is unset and `CI=true`: CI starts every backend, so a missing one is a bug.
-pub fn backend_env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(value) if !value.is_empty() => Some(value),
-        _ if ci() => {
-            panic!("{var} is not set, but CI=true: CI must test every backend (see .ci/run)")
-        }
-        _ => {
-            eprintln!("skipped: {var} not set");
-            None
-        }
-    }
-}
-
-/// Whether `program --version` can be run; `false` (after printing `skipped: …`) when it
-/// is not on `PATH`.
-///
-/// # Panics
-///
-/// When it is missing and `CI=true`.
-pub fn program_available(program: &str) -> bool {
-    match Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(_) => true,
-        Err(err) if ci() => {
-            panic!("{program} cannot be run ({err}), but CI=true: CI must test real faults")
-        }
-        Err(err) => {
-            eprintln!("skipped: {program} not on PATH ({err})");
-            false
-        }
-    }
-}
+// The shared skip-or-fail rule and loopback helpers; each test binary uses only some of
+// them (like the rest of `support`, see its `allow(dead_code)`).
+#[allow(unused_imports)]
+pub use steadfast_test_support::backend::{
+    backend_env, free_port, program_available, wait_listening,
+};
 
 /// A unique suffix for namespaces (key prefixes, schemas, temp files): process id and
 /// time, so concurrent and later runs against the same server never share anything.
 pub fn unique(test: &str) -> String {
     let nanos = SystemClock.since_epoch().as_nanos();
     format!("{}_{:x}_{test}", std::process::id(), nanos % (1 << 40))
-}
-
-/// A free loopback port: bind port 0, read it, release it.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// Waits (std time, up to `limit`) until `127.0.0.1:port` accepts connections.
-pub fn wait_listening(port: u16, limit: Duration, what: &str) {
-    let step = Duration::from_millis(10);
-    let steps = limit.as_millis() / step.as_millis();
-    let listening = (0..steps).any(|_| {
-        let up = TcpStream::connect(("127.0.0.1", port)).is_ok();
-        if !up {
-            std::thread::sleep(step);
-        }
-        up
-    });
-    assert!(listening, "{what} did not listen on port {port}");
 }
 
 /// Splits a `scheme://[userinfo@]host[:port][/path][?query]` URL into (the part before
