@@ -506,6 +506,9 @@ impl fmt::Debug for PostgresStore {
 }
 
 impl IdempotencyStore for PostgresStore {
+    // Boxed on purpose: each operation is a network round trip to PostgreSQL, so one allocation
+    // beside it is noise, and naming the client library's futures would tie our public
+    // type to its internals (see `IdempotencyStore`, "Why associated future types").
     type Future<T: Send + 'static> = BoxStoreFuture<T>;
 
     fn claim(

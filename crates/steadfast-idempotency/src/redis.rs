@@ -372,6 +372,9 @@ impl<C> IdempotencyStore for RedisStore<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
+    // Boxed on purpose: each operation is a network round trip to Redis, so one allocation
+    // beside it is noise, and naming the client library's futures would tie our public
+    // type to its internals (see `IdempotencyStore`, "Why associated future types").
     type Future<T: Send + 'static> = BoxStoreFuture<T>;
 
     fn claim(

@@ -23,20 +23,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use steadfast_lease::singleton::default_safety_margin;
-use steadfast_lease::{
-    EtcdLeaseStore, FenceGate, Fenced, LeaseGuard, LeaseStore, LeaseTerms, Singleton,
-};
+use steadfast_lease::{EtcdLeaseStore, FenceGate, LeaseStore, LeaseTerms};
 use support::process::{ChildProcess, TempDir, free_port, program_available, wait_listening};
 use support::recording::Recording;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio::time::{Instant, timeout};
-
-const TTL: Duration = Duration::from_secs(1);
-const RETRY: Duration = Duration::from_millis(100);
-/// Scheduling slack on top of the deadline (a busy 2-core machine).
-const SLACK: Duration = Duration::from_millis(150);
+use support::stepdown::{SLACK, TTL, assert_steps_down_by_deadline, lead, next_term};
+use tokio::time::Instant;
 
 /// A private single-member etcd, killed (and reaped) on drop, even while stopped.
 struct EtcdServer {
@@ -75,21 +66,6 @@ impl EtcdServer {
     }
 }
 
-struct Leader {
-    terms: mpsc::UnboundedReceiver<(LeaseGuard, Result<(), Fenced>)>,
-    dropped: mpsc::UnboundedReceiver<Instant>,
-    task: JoinHandle<()>,
-}
-
-/// Sends the instant it is dropped: when the runner cancels the job.
-struct OnDrop(mpsc::UnboundedSender<Instant>);
-
-impl Drop for OnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.send(Instant::now());
-    }
-}
-
 /// A store on the private server, once it serves requests (it elects itself first).
 async fn ready_store(server: &EtcdServer) -> Recording<EtcdLeaseStore> {
     let store = EtcdLeaseStore::connect([server.url()]).await.unwrap();
@@ -104,90 +80,6 @@ async fn ready_store(server: &EtcdServer) -> Recording<EtcdLeaseStore> {
     Recording::new(store)
 }
 
-/// Runs a singleton (holder `a`) whose job writes through `gate` with its token, reports
-/// each term's guard with the gate's verdict, and reports when it is dropped.
-fn lead(store: Recording<EtcdLeaseStore>, gate: Arc<FenceGate>) -> Leader {
-    let singleton = Singleton::builder(store, "job", "a")
-        .ttl(TTL)
-        .retry_period(RETRY)
-        .build()
-        .unwrap();
-    let (term_tx, terms) = mpsc::unbounded_channel();
-    let (drop_tx, dropped) = mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        let _ = singleton
-            .run(move |guard: LeaseGuard| {
-                let (term_tx, gate) = (term_tx.clone(), gate.clone());
-                let on_drop = OnDrop(drop_tx.clone());
-                async move {
-                    let _on_drop = on_drop;
-                    let admitted = gate.admit("resource", guard.holder(), guard.token());
-                    term_tx.send((guard, admitted)).unwrap();
-                    std::future::pending::<()>().await;
-                }
-            })
-            .await;
-    });
-    Leader {
-        terms,
-        dropped,
-        task,
-    }
-}
-
-/// The next term's guard and the gate's verdict on its first write, within a few seconds.
-async fn next_term(leader: &mut Leader) -> (LeaseGuard, Result<(), Fenced>) {
-    timeout(Duration::from_secs(6), leader.terms.recv())
-        .await
-        .expect("leads within a few seconds")
-        .unwrap()
-}
-
-/// After the store became unreachable at `cut`: checks that the guard reports the loss,
-/// and the job is dropped, no later than the last successful send + ttl − margin (+ slack),
-/// with no answer from the store.
-async fn assert_steps_down_by_deadline(
-    leader: &mut Leader,
-    store: &Recording<EtcdLeaseStore>,
-    guard: &LeaseGuard,
-    cut: Instant,
-    what: &str,
-) {
-    timeout(TTL * 3, guard.lost())
-        .await
-        .expect("the guard reports the loss");
-    let lost_at = Instant::now();
-    let dropped_at = timeout(Duration::from_secs(1), leader.dropped.recv())
-        .await
-        .expect("the job is dropped")
-        .unwrap();
-    let last_send = store.last_ok_send();
-    let bound = last_send + TTL - default_safety_margin(TTL);
-    assert!(
-        last_send <= cut,
-        "{what}: a renewal succeeded after the cut"
-    );
-    assert!(
-        lost_at <= bound + SLACK,
-        "{what}: loss reported {:?} after the bound",
-        lost_at - bound
-    );
-    assert!(
-        dropped_at <= bound + SLACK,
-        "{what}: job dropped {:?} after the bound",
-        dropped_at - bound
-    );
-    assert!(!guard.is_valid());
-    eprintln!(
-        "{what}: stepped down {:?} after the cut; last successful send {:?} before the \
-         cut; the bound (ttl {TTL:?} − margin {:?}) was {:?} after the cut",
-        lost_at - cut,
-        cut - last_send,
-        default_safety_margin(TTL),
-        bound.saturating_duration_since(cut),
-    );
-}
-
 /// SIGSTOP the server while `a` leads: no answer ever comes, yet `a` steps down by its
 /// own deadline; after SIGCONT it leads again.
 #[tokio::test]
@@ -200,7 +92,7 @@ async fn stopped_etcd_holder_steps_down_by_its_deadline() {
     let store = ready_store(&server).await;
     let gate = Arc::new(FenceGate::new());
     let mut leader = lead(store.clone(), gate.clone());
-    let (guard, admitted) = next_term(&mut leader).await;
+    let (guard, admitted) = next_term(&mut leader, Duration::from_secs(6)).await;
     admitted.unwrap();
     let old = guard.token();
 
@@ -215,7 +107,7 @@ async fn stopped_etcd_holder_steps_down_by_its_deadline() {
     tokio::time::sleep_until(cut + TTL + SLACK).await;
     server.process.resume();
     let resumed = Instant::now();
-    let (again, admitted) = next_term(&mut leader).await;
+    let (again, admitted) = next_term(&mut leader, Duration::from_secs(6)).await;
     // etcd revokes expired leases on a 500 ms tick: if `a` campaigns before the old lease
     // is revoked, it re-acquires its own key and keeps its token (the same holder
     // acquiring again); after the revocation the key is new, and so is the token.
@@ -246,7 +138,7 @@ async fn killed_etcd_holder_steps_down_and_resumes_after_a_restart() {
     let store = ready_store(&server).await;
     let gate = Arc::new(FenceGate::new());
     let mut leader = lead(store.clone(), gate.clone());
-    let (guard, admitted) = next_term(&mut leader).await;
+    let (guard, admitted) = next_term(&mut leader, Duration::from_secs(6)).await;
     admitted.unwrap();
     let old = guard.token();
 
@@ -258,7 +150,7 @@ async fn killed_etcd_holder_steps_down_and_resumes_after_a_restart() {
 
     let restarted = Instant::now();
     let server = EtcdServer::start(&data, port);
-    let (again, admitted) = next_term(&mut leader).await;
+    let (again, admitted) = next_term(&mut leader, Duration::from_secs(6)).await;
     eprintln!(
         "restart: leads again {:?} after the restart, token {} (was {})",
         restarted.elapsed(),

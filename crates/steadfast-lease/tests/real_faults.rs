@@ -17,133 +17,12 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use steadfast_lease::singleton::default_safety_margin;
-use steadfast_lease::{
-    FenceGate, Fenced, FencingToken, LeaseGuard, LeaseStore, RedisLeaseStore, Singleton,
-};
+use steadfast_lease::{FenceGate, FencingToken, LeaseStore, RedisLeaseStore};
 use steadfast_test_support::backend::{RedisServer, free_port, program_available};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio::time::{Instant, timeout};
+use tokio::time::Instant;
 
 use support::recording::Recording;
-
-const TTL: Duration = Duration::from_secs(1);
-const RETRY: Duration = Duration::from_millis(100);
-/// Scheduling slack on top of the deadline (a busy 2-core machine).
-const SLACK: Duration = Duration::from_millis(150);
-
-/// Sends the instant it is dropped: when the runner cancels the job.
-struct OnDrop(mpsc::UnboundedSender<Instant>);
-
-impl Drop for OnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.send(Instant::now());
-    }
-}
-
-struct Leader {
-    terms: mpsc::UnboundedReceiver<(LeaseGuard, Result<(), Fenced>)>,
-    dropped: mpsc::UnboundedReceiver<Instant>,
-    task: JoinHandle<()>,
-}
-
-/// Runs a singleton (holder `a`) whose job writes through `gate` with its token, reports
-/// each term's guard with the gate's verdict, and reports when it is dropped.
-fn lead(store: Recording<RedisLeaseStore>, gate: Arc<FenceGate>) -> Leader {
-    let singleton = Singleton::builder(store, "job", "a")
-        .ttl(TTL)
-        .retry_period(RETRY)
-        .build()
-        .unwrap();
-    let (term_tx, terms) = mpsc::unbounded_channel();
-    let (drop_tx, dropped) = mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        let _ = singleton
-            .run(move |guard: LeaseGuard| {
-                let (term_tx, gate) = (term_tx.clone(), gate.clone());
-                let on_drop = OnDrop(drop_tx.clone());
-                async move {
-                    let _on_drop = on_drop;
-                    let admitted = gate.admit("resource", guard.holder(), guard.token());
-                    term_tx.send((guard, admitted)).unwrap();
-                    std::future::pending::<()>().await;
-                }
-            })
-            .await;
-    });
-    Leader {
-        terms,
-        dropped,
-        task,
-    }
-}
-
-/// The next term's guard and the gate's verdict on its first write, within a few seconds.
-async fn next_term(leader: &mut Leader) -> (LeaseGuard, Result<(), Fenced>) {
-    timeout(Duration::from_secs(4), leader.terms.recv())
-        .await
-        .expect("leads within a few seconds")
-        .unwrap()
-}
-
-/// After the store became unreachable at `cut`: checks that the guard reports the loss,
-/// and the job is dropped, no later than the last successful send + ttl − margin (+ slack),
-/// with no answer from the store. Returns the step-down time after `cut`.
-async fn assert_steps_down_by_deadline(
-    leader: &mut Leader,
-    store: &Recording<RedisLeaseStore>,
-    guard: &LeaseGuard,
-    cut: Instant,
-    what: &str,
-) -> Duration {
-    timeout(TTL * 3, guard.lost())
-        .await
-        .expect("the guard reports the loss");
-    let lost_at = Instant::now();
-    let dropped_at = timeout(Duration::from_secs(1), leader.dropped.recv())
-        .await
-        .expect("the job is dropped")
-        .unwrap();
-    let last_send = store.last_ok_send();
-    let bound = last_send + TTL - default_safety_margin(TTL);
-    assert!(
-        last_send <= cut,
-        "{what}: a renewal succeeded after the cut"
-    );
-    assert!(
-        lost_at <= bound + SLACK,
-        "{what}: loss reported {:?} after the bound",
-        lost_at - bound
-    );
-    assert!(
-        dropped_at <= bound + SLACK,
-        "{what}: job dropped {:?} after the bound",
-        dropped_at - bound
-    );
-    assert!(!guard.is_valid());
-    let step_down = lost_at - cut;
-    eprintln!(
-        "{what}: stepped down {step_down:?} after the cut; last successful send {:?} before \
-         the cut; loss at bound {} {:?}; job dropped at bound {} {:?} (ttl {TTL:?}, margin \
-         {:?})",
-        cut - last_send,
-        if lost_at >= bound { "+" } else { "-" },
-        if lost_at >= bound {
-            lost_at - bound
-        } else {
-            bound - lost_at
-        },
-        if dropped_at >= bound { "+" } else { "-" },
-        if dropped_at >= bound {
-            dropped_at - bound
-        } else {
-            bound - dropped_at
-        },
-        default_safety_margin(TTL),
-    );
-    step_down
-}
+use support::stepdown::{SLACK, TTL, assert_steps_down_by_deadline, lead, next_term};
 
 /// SIGSTOP the server while `a` leads: no answer ever comes, yet `a` steps down by its
 /// own deadline; after SIGCONT it leads again with a higher token.
@@ -156,7 +35,7 @@ async fn stopped_redis_holder_steps_down_by_its_deadline() {
     let store = Recording::new(RedisLeaseStore::connect(&server.url()).await.unwrap());
     let gate = Arc::new(FenceGate::new());
     let mut leader = lead(store.clone(), gate.clone());
-    let (guard, admitted) = next_term(&mut leader).await;
+    let (guard, admitted) = next_term(&mut leader, Duration::from_secs(4)).await;
     admitted.unwrap();
     let old = guard.token();
 
@@ -172,7 +51,7 @@ async fn stopped_redis_holder_steps_down_by_its_deadline() {
     tokio::time::sleep_until(cut + TTL + SLACK).await;
     server.signal("-CONT");
     let resumed = Instant::now();
-    let (again, admitted) = next_term(&mut leader).await;
+    let (again, admitted) = next_term(&mut leader, Duration::from_secs(4)).await;
     eprintln!(
         "SIGCONT: leads again after {:?}, token {} (was {})",
         resumed.elapsed(),
@@ -206,7 +85,7 @@ async fn killed_redis_holder_steps_down_and_resumes_on_a_new_server() {
     let store = Recording::new(redis);
     let gate = Arc::new(FenceGate::new());
     let mut leader = lead(store.clone(), gate.clone());
-    let (guard, admitted) = next_term(&mut leader).await;
+    let (guard, admitted) = next_term(&mut leader, Duration::from_secs(4)).await;
     admitted.unwrap();
     let old = guard.token();
     assert_eq!(old, FencingToken::new(42));
@@ -219,7 +98,7 @@ async fn killed_redis_holder_steps_down_and_resumes_on_a_new_server() {
 
     let restarted = Instant::now();
     let server = RedisServer::start(port);
-    let (again, admitted) = next_term(&mut leader).await;
+    let (again, admitted) = next_term(&mut leader, Duration::from_secs(4)).await;
     eprintln!(
         "restart: leads again {:?} after the restart, token {} (was {})",
         restarted.elapsed(),

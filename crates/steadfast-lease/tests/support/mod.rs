@@ -18,6 +18,7 @@ use tokio::time::Instant;
 pub mod holder;
 pub mod process;
 pub mod recording;
+pub mod stepdown;
 
 /// Simulates pausing a whole process (GC, `SIGSTOP`, a VM migration): every future
 /// wrapped with [`Pause::wrap`] stops being polled while paused, whatever it waits on,
