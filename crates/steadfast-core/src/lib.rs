@@ -39,3 +39,4 @@ pub mod classify;
 pub mod clock;
 pub mod error;
 pub mod retry_after;
+pub mod splitmix;

@@ -1,11 +1,8 @@
-//! SplitMix64 for campaign jitter (the same generator as steadfast-retry's, kept private
-//! here so the crates stay independent).
+//! SplitMix64 for campaign jitter, stepped by `steadfast_core::splitmix`.
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
-const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+use steadfast_core::splitmix;
 
 #[derive(Debug)]
 pub(crate) struct SplitMix64 {
@@ -21,23 +18,16 @@ impl SplitMix64 {
 
     /// Seeded from std's per-process hash randomness: decorrelates replicas, not secret.
     pub(crate) fn from_entropy() -> Self {
-        Self::new(RandomState::new().hash_one(GOLDEN_GAMMA))
+        Self::new(splitmix::entropy_seed())
     }
 
     pub(crate) fn next_u64(&self) -> u64 {
-        let z = self
-            .state
-            .fetch_add(GOLDEN_GAMMA, Ordering::Relaxed)
-            .wrapping_add(GOLDEN_GAMMA);
-        let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        splitmix::next_shared(&self.state)
     }
 
     /// A uniform `f64` in `[0, 1)`.
     pub(crate) fn next_f64(&self) -> f64 {
-        const SCALE: f64 = 1.0 / (1u64 << 53) as f64;
-        (self.next_u64() >> 11) as f64 * SCALE
+        splitmix::unit_f64(self.next_u64())
     }
 }
 

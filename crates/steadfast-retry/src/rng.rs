@@ -23,11 +23,9 @@
 //! assert!((0.0..1.0).contains(&x));
 //! ```
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 /// A source of uniformly distributed random bits, shared by reference across threads.
 ///
@@ -68,9 +66,6 @@ impl<R: RandomSource + ?Sized> RandomSource for &R {
     }
 }
 
-/// The SplitMix64 increment: 2⁶⁴ divided by the golden ratio, rounded to odd.
-const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
 /// The SplitMix64 generator, lock-free and shareable across threads.
 ///
 /// Each draw adds a constant to the state with one atomic `fetch_add` and passes the new
@@ -96,12 +91,12 @@ impl SplitMix64 {
     }
 
     /// A generator seeded from the per-process randomness of std's `HashMap`
-    /// ([`RandomState`]), which the OS provides once per thread.
+    /// ([`RandomState`](std::collections::hash_map::RandomState)), which the OS provides once per thread.
     ///
     /// Successive calls give different seeds. This is meant to decorrelate the jitter of
     /// different processes and services, not to be unpredictable: it is not cryptographic.
     pub fn from_entropy() -> Self {
-        Self::new(RandomState::new().hash_one(GOLDEN_GAMMA))
+        Self::new(steadfast_core::splitmix::entropy_seed())
     }
 }
 
@@ -109,13 +104,7 @@ impl RandomSource for SplitMix64 {
     fn next_u64(&self) -> u64 {
         // Relaxed is enough: the atomic read-modify-write alone guarantees that each caller
         // sees a distinct value, and no other memory is published through the state.
-        let z = self
-            .state
-            .fetch_add(GOLDEN_GAMMA, Ordering::Relaxed)
-            .wrapping_add(GOLDEN_GAMMA);
-        let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        steadfast_core::splitmix::next_shared(&self.state)
     }
 }
 

@@ -15,11 +15,9 @@
 //! backend recovers, little enough not to bury it. Locally refused requests count in
 //! `requests`, so the probability regulates itself.
 
-use std::collections::hash_map::RandomState;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
-use std::hash::BuildHasher;
 use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,6 +28,7 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use steadfast_core::classify::{Classify, ErrorsAsFailures, Outcome};
 use steadfast_core::error::{BoxError, Overloaded};
+use steadfast_core::splitmix;
 use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -165,23 +164,11 @@ struct Shared {
     throttled: AtomicU64,
 }
 
-const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// SplitMix64's output function.
-#[inline]
-fn mix(z: u64) -> u64 {
-    let z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    let z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// The next uniform `f64` in `[0, 1)` of the SplitMix64 generator whose state is `state`
 /// (one per service, so drawing touches no shared memory).
 #[inline]
 fn unit_f64(state: &mut u64) -> f64 {
-    *state = state.wrapping_add(GOLDEN_GAMMA);
-    const SCALE: f64 = 1.0 / (1u64 << 53) as f64;
-    (mix(*state) >> 11) as f64 * SCALE
+    splitmix::unit_f64(splitmix::next(state))
 }
 
 impl Shared {
@@ -266,8 +253,7 @@ impl Shared {
 
     /// A seed for a new service's generator.
     fn seed(&self) -> u64 {
-        let state = self.seeds.fetch_add(GOLDEN_GAMMA, Ordering::Relaxed);
-        mix(state.wrapping_add(GOLDEN_GAMMA))
+        splitmix::next_shared(&self.seeds)
     }
 
     // Outcomes are counted in the bucket of the decision (the clock is read once per
@@ -595,9 +581,7 @@ impl<C> AdaptiveThrottleLayerBuilder<C> {
         let window = Duration::from_nanos(bucket_nanos).as_secs_f64() * self.buckets as f64;
         // Saturating float-to-int conversion: a huge minimum simply never throttles.
         let min_requests = (self.min_rate * window).ceil() as u64;
-        let seed = self
-            .seed
-            .unwrap_or_else(|| RandomState::new().hash_one(GOLDEN_GAMMA));
+        let seed = self.seed.unwrap_or_else(splitmix::entropy_seed);
         let buckets = (0..self.buckets)
             .map(|_| Bucket {
                 slot: AtomicU64::new(0),

@@ -234,25 +234,16 @@ impl SplitMix64 {
     /// A seed that differs between processes and between calls, so a fleet of instances
     /// does not re-probe in lockstep.
     pub(crate) fn entropy_seed() -> u64 {
-        use std::hash::BuildHasher;
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        std::collections::hash_map::RandomState::new()
-            .hash_one(COUNTER.fetch_add(1, Ordering::Relaxed))
+        steadfast_core::splitmix::entropy_seed()
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        steadfast_core::splitmix::next(&mut self.state)
     }
 
     /// Uniform in `[0, 1)`.
     pub(crate) fn next_f64(&mut self) -> f64 {
-        const SCALE: f64 = 1.0 / (1u64 << 53) as f64;
-        (self.next_u64() >> 11) as f64 * SCALE
+        steadfast_core::splitmix::unit_f64(self.next_u64())
     }
 }
 
