@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::algorithm::{LimitAlgorithm, Sample};
+use crate::algorithm::{LevelProfile, LimitAlgorithm, Sample};
 use crate::error::InvalidLimitConfig;
 
 /// How requests' measurements are grouped into updates of the limit, as Netflix's
@@ -187,6 +187,7 @@ struct Accumulator {
     max_in_flight: usize,
     dropped: bool,
     limit_reached: bool,
+    profile: LevelProfile,
 }
 
 impl Accumulator {
@@ -205,7 +206,7 @@ impl Accumulator {
         sample.min_rtt = self.min_rtt.unwrap_or(rtt);
         sample.count = self.samples;
         sample.limit_reached = self.limit_reached;
-        sample
+        sample.with_profile(self.profile)
     }
 }
 
@@ -274,6 +275,7 @@ impl<A: LimitAlgorithm> Windowed<A> {
         if self.end.is_none() {
             self.end = Some(now + self.window_after(rtt.unwrap_or_default()));
             self.start = Some(now);
+            self.window.profile = LevelProfile::for_limit(self.algorithm.limit());
         }
         let end = self.end.unwrap_or(now);
         let w = &mut self.window;
@@ -291,6 +293,7 @@ impl<A: LimitAlgorithm> Windowed<A> {
                 w.rtt_count = w.rtt_count.saturating_add(1);
                 w.rtt_sum = w.rtt_sum.saturating_add(rtt);
                 w.min_rtt = Some(w.min_rtt.map_or(rtt, |m| m.min(rtt)));
+                w.profile.record(in_flight, rtt);
             }
             (false, None) => unreachable!("untimed successes are not recorded"),
         }
@@ -304,6 +307,7 @@ impl<A: LimitAlgorithm> Windowed<A> {
         self.last_min_rtt = sample.min_rtt;
         let previous = self.algorithm.limit();
         let limit = self.algorithm.update(&sample).max(1);
+        self.window.profile = LevelProfile::for_limit(limit);
         self.end = Some(now + self.window_after(sample.min_rtt));
         self.start = Some(now);
         Some(Update {

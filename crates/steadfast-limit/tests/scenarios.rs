@@ -281,15 +281,16 @@ async fn vegas_rejects_under_one_percent_at_0_8x_load() {
 }
 
 /// Our `Little` in Netflix's harness: it hugs L* = 2, so at 2× the accepted p99 stays at
-/// 1.2× the unloaded p99 (Gradient2: 2.2×), but it misses two targets. Goodput at 2× is
-/// 89/s (target 95): failing fast at a limit of 2-3 on 2 workers leaves a worker idle
-/// while a freed permit waits for the next arrival. And it refuses 1.2% at 0.8× (target
-/// 0.1%): Poisson bursts at 80/s on 2 workers need a limit of 15 or more, and it gets
-/// there only one request per window. Pinned here so that a change shows.
+/// the unloaded p99 (1.03×; Gradient2: 2.2×), but it misses two targets. Goodput at 2× is
+/// 80.5/s (target 95): failing fast at a limit of 2 on 2 workers leaves a worker idle
+/// while a freed permit waits for the next arrival (it was 89/s before the level profile
+/// tightened the limit to L*, for the capacity-change targets). And it refuses 1.2% at
+/// 0.8× (target 0.1%): Poisson bursts at 80/s on 2 workers need a limit of 15 or more,
+/// and it gets there only one request per window. Pinned here so that a change shows.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn little_in_netflix_harness() {
     let h = netflix(Algo::Little).await;
-    assert!(h.goodput >= 85.0, "goodput at 2x {:.1}/s", h.goodput);
+    assert!(h.goodput >= 78.0, "goodput at 2x {:.1}/s", h.goodput);
     assert!(
         h.p99 <= 1.5 * h.unloaded_p99,
         "accepted p99 at 2x {:.0} ms vs unloaded {:.0} ms",
@@ -400,15 +401,14 @@ async fn limit_returns_within_a_quarter_of_l_star_in_five_windows() {
     }
 }
 
-/// The target met: `Little` is back within [0.8, 1.25]·L* one window after the capacity
-/// halves (limits 4-6 from then on, L* = 5), with this scenario's seed and another (seeds 2-6
-/// too, measured once).
+/// The target met: `Little` is back within [0.8, 1.25]·L* one or two windows after the
+/// capacity halves (limits 4-6 from then on, L* = 5), over seeds 1-6 and 13.
 /// It pays for hugging L* with goodput: failing fast, a freed permit waits for the next
-/// arrival, so at a limit of 4-6 the 5 workers are busy 85-92% of the time (goodput
-/// 213-230/s of 250, where the algorithms that settle 2-3× above L* reach 240+).
+/// arrival, so at a limit of 4-6 the 5 workers are busy 81-93% of the time (goodput
+/// 202-232/s of 250, where the algorithms that settle 2-3× above L* reach 240+).
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn little_returns_within_a_quarter_of_l_star_in_five_windows() {
-    for seed in [13, 1] {
+    for seed in [13, 1, 2, 3, 4, 5, 6] {
         let report = run(&halving().with_seed(seed), Algo::Little).await;
         let limits = limits_after_change(&report);
         let settled = windows_to_settle(&limits, 0.8 * L_STAR_AFTER, 1.25 * L_STAR_AFTER);
@@ -420,7 +420,7 @@ async fn little_returns_within_a_quarter_of_l_star_in_five_windows() {
         report
             .window(secs(CHANGE + 10), secs(80))
             .check(&[
-                Envelope::at_least(Metric::GoodputRps, 210.0),
+                Envelope::at_least(Metric::GoodputRps, 200.0),
                 Envelope::at_most(Metric::LatencyP99, 0.080),
                 Envelope::at_most(Metric::TimeoutRatio, 0.0),
             ])
@@ -706,7 +706,7 @@ async fn capacity_doubles(algo: Algo) -> (Vec<f64>, Summary) {
 }
 
 /// The target: back within [0.8, 1.25]·L* in at most 10 windows after the
-/// capacity doubles. Met by `Little` with this scenario's seed (next test); the others
+/// capacity doubles. Met by `Little` over seeds 1-14 (next test); the others
 /// each climb into their own band above L* (measured, seed 14, L* = 10): Vegas 10 → 16
 /// (1.6·L*) in 1 window, Gradient2 13 → 22-28 (2.2-2.8·L*) in 12, AIMD 16 → a 26-35
 /// sawtooth (2.6-3.5·L*) in 10, the tight Gradient2 7 → 13-14 (1.3-1.4·L*) in 12, Vector's
@@ -730,59 +730,21 @@ async fn limit_returns_within_a_quarter_of_l_star_in_ten_windows_after_a_doublin
     }
 }
 
-/// The target met by `Little` with this scenario's seed (14): within [0.8, 1.25]·L* three
-/// windows after the capacity doubles (limits 8-12, L* = 10), goodput 433/s of 500. Not
-/// robustly: see the next test.
+/// The target met by `Little` over seeds 1-14: within [0.8, 1.25]·L* 2-9 windows after
+/// the capacity doubles (limits 8-12 from then on, L* = 10), goodput at least 426/s of
+/// 500 (offered 600/s: failing fast, some permits wait for arrivals).
+///
+/// How (2026-11-28): before, `Little` met it on 10 of these 14 seeds (31, 27 and 11
+/// windows on seeds 1-3, never on 11). On 1 s windows of about 400 requests neither the
+/// window's mean RTT (±3%) nor its throughput (±5%, Poisson) tells a limit of 8 from 12
+/// on 10 workers, and a baseline taken from one lucky fast window (seed 11) made every
+/// later window look queued. The window's RTTs by admission level tell it within the
+/// window: requests admitted at a level above the backend's concurrency wait, the others
+/// do not, so `Little` now calls a window queued only when its top level is slower than
+/// the levels below too, and probes one above only when its two top levels are not.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn little_returns_within_a_quarter_of_l_star_in_ten_windows_after_a_doubling() {
-    let report = run(&doubling(), Algo::Little).await;
-    let limits = limits_from(&report, DOUBLE_AT);
-    let settled = windows_to_settle(&limits, 0.8 * L_STAR_DOUBLED, 1.25 * L_STAR_DOUBLED);
-    assert!(
-        settled.is_some_and(|w| w <= 10),
-        "{settled:?} windows, limits {limits:?}"
-    );
-    report
-        .window(secs(DOUBLE_AT + 20), secs(90))
-        .check(&[
-            Envelope::at_least(Metric::GoodputRps, 420.0),
-            Envelope::at_most(Metric::LatencyP99, 0.080),
-            Envelope::at_most(Metric::TimeoutRatio, 0.0),
-        ])
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// The doubling target over other seeds: `Little` meets it with seeds 4, 5 and 6 (4, 4 and
-/// 8 windows) but not 1, 2 and 3 (31, 27 and 11); over seeds 1-14 it meets it on 10
-/// (7-10 and 12-14: 3, 3, 3, 6, 7, 6, 3 windows; 11 never settles). Offered 1.2× the new
-/// capacity, a larger limit barely raises the throughput (the arrivals, not the limit,
-/// leave permits idle), so its probing sometimes stalls at 7-9 for an L* of 10.
-///
-/// Why it is hard (measured with `little_sweep` and a temporary trace, 2026-11-27): on
-/// 1 s windows of about 400 requests neither signal tells L = 8 from L = 12 on 10
-/// workers. A window's mean RTT varies by about ±3% (ratios to the baseline 0.97-1.11 at
-/// L = 7-9, where nothing queues, against about 1.06 at L = 12 and 1.10 at L = 13), and
-/// the throughput gain a probe should show (Erlang B at 12 Erlangs: +11% for 8 → 9, +5%
-/// for 12 → 13) is within a window's Poisson noise (±5%). So a rule that probes more
-/// reaches 13 (out of the band) and one that probes less stalls under 8. Rules tried,
-/// each worse over seeds 1-14 and the halving seeds than the current one: probing
-/// whenever the RTT is within the tolerance (4 of 8 seeds never settle, overshooting to
-/// 13-14); the "paid" test at 40% of the asked gain instead of 75%; a smoothed RTT ratio
-/// with a jump only on a strong queue (halving target lost); a least-squares elasticity
-/// of throughput to the limit over the last 5-12 unqueued windows, with or without
-/// holding the limit on a first weak queue and probing only after two calm windows (best:
-/// 9 of 14 doubling seeds, and the halving target lost on one or two seeds). Seed 11
-/// shows a second weakness: one window of mean RTT 18.7 ms (the others 19.5-23) becomes
-/// the baseline alone, every later window looks 5-15% queued, and the limit falls to 3
-/// on 10 workers until that window leaves the 10-window history. A baseline cut at the
-/// second-smallest window instead fixes seed 11 (8 windows) and lifts goodput at 2× in
-/// Netflix's harness from 89/s to 94.3/s, but the limit then also probes to 13 more often
-/// (7 of 14 doubling seeds; with a 4% tolerance and the "paid" test at 85%, 9 of 14,
-/// seeds 1-6 all but 3 at 11 windows, but 13 fails at 28).
-#[tokio::test(flavor = "current_thread", start_paused = true)]
-#[ignore = "target not met robustly: 3 of seeds 1-6 (10 of 1-14) settle in <= 10 windows"]
-async fn little_meets_the_doubling_target_with_other_seeds() {
-    for seed in 1..=6 {
+    for seed in 1..=14 {
         let report = run(&doubling().with_seed(seed), Algo::Little).await;
         let limits = limits_from(&report, DOUBLE_AT);
         let settled = windows_to_settle(&limits, 0.8 * L_STAR_DOUBLED, 1.25 * L_STAR_DOUBLED);
@@ -790,6 +752,14 @@ async fn little_meets_the_doubling_target_with_other_seeds() {
             settled.is_some_and(|w| w <= 10),
             "seed {seed}: {settled:?} windows, limits {limits:?}"
         );
+        report
+            .window(secs(DOUBLE_AT + 20), secs(90))
+            .check(&[
+                Envelope::at_least(Metric::GoodputRps, 420.0),
+                Envelope::at_most(Metric::LatencyP99, 0.080),
+                Envelope::at_most(Metric::TimeoutRatio, 0.0),
+            ])
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     }
 }
 
@@ -826,15 +796,19 @@ async fn limit_follows_a_capacity_doubling_into_a_band_above_l_star() {
 
 /// `Little` over many seeds of every target at once (doubling: seeds 1-14; halving: 13
 /// and 1-6; Netflix's harness and 0.8× load), printed: the sweep behind the figures in the
-/// doubling tests' docs. It asserts the halving target on every halving seed (met: one
-/// window each), so that a rule tried for the doubling cannot silently lose it. About
-/// 5 s in release: `cargo test --release -p steadfast-limit --test scenarios --
+/// `Little` tests' docs. It asserts the halving target on every halving seed (met: one or
+/// two windows each), so that a rule tried for the doubling cannot silently lose it. About
+/// 2 s in release: `cargo test --release -p steadfast-limit --test scenarios --
 /// --ignored --nocapture little_sweep`.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-#[ignore = "a sweep: prints the figures quoted in the doubling tests' docs"]
+#[ignore = "a sweep: prints the figures quoted in the Little tests' docs"]
 async fn little_sweep() {
+    sweep(Algo::Little).await;
+}
+
+async fn sweep(algo: Algo) {
     for seed in 1..=14 {
-        let report = run(&doubling().with_seed(seed), Algo::Little).await;
+        let report = run(&doubling().with_seed(seed), algo).await;
         let limits = limits_from(&report, DOUBLE_AT);
         let settled = windows_to_settle(&limits, 0.8 * L_STAR_DOUBLED, 1.25 * L_STAR_DOUBLED);
         let after = report.window(secs(DOUBLE_AT + 20), secs(90));
@@ -844,7 +818,7 @@ async fn little_sweep() {
         );
     }
     for seed in [13, 1, 2, 3, 4, 5, 6] {
-        let report = run(&halving().with_seed(seed), Algo::Little).await;
+        let report = run(&halving().with_seed(seed), algo).await;
         let limits = limits_after_change(&report);
         let settled = windows_to_settle(&limits, 0.8 * L_STAR_AFTER, 1.25 * L_STAR_AFTER);
         let after = report.window(secs(CHANGE + 10), secs(80));
@@ -857,6 +831,6 @@ async fn little_sweep() {
             "halving, seed {seed}: {settled:?} windows, limits {limits:?}"
         );
     }
-    netflix(Algo::Little).await;
-    light_load(Algo::Little).await;
+    netflix(algo).await;
+    light_load(algo).await;
 }

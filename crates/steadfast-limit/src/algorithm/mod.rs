@@ -49,12 +49,14 @@ use crate::error::InvalidLimitConfig;
 mod aimd;
 mod gradient2;
 mod little;
+mod profile;
 mod vector;
 mod vegas;
 
 pub use aimd::Aimd;
 pub use gradient2::{Gradient2, QueueSize};
 pub use little::Little;
+pub use profile::{LevelProfile, LevelStats};
 pub use vector::Vector;
 pub use vegas::Vegas;
 
@@ -94,6 +96,10 @@ pub struct Sample {
     /// How long the window lasted, from its first recorded completion to the one that
     /// closed it (zero for one request).
     pub window: Duration,
+    /// The window's timed successes by admission level (empty for a sample built with
+    /// [`new`](Self::new) alone): what [`Little`] reads to tell a queue at the top levels
+    /// from the noise of the window's mean RTT.
+    pub profile: LevelProfile,
 }
 
 impl Sample {
@@ -109,7 +115,15 @@ impl Sample {
             count: 1,
             successes: if dropped { 0 } else { 1 },
             window: Duration::ZERO,
+            profile: LevelProfile::with_width(1),
         }
+    }
+
+    /// The same sample with its [`profile`](Self::profile).
+    #[must_use]
+    pub const fn with_profile(mut self, profile: LevelProfile) -> Self {
+        self.profile = profile;
+        self
     }
 
     /// The same sample with [`window`](Self::window) and [`successes`](Self::successes)
