@@ -395,6 +395,14 @@ mod tests {
         assert_eq!(update.sample.successes, 3);
         assert_eq!(update.sample.window, 160 * MS, "from the first completion");
         assert_eq!((update.previous, update.limit), (10, 9));
+        // The successes by admission level (4, 5, 6), the drop left out.
+        let levels: Vec<_> = update
+            .sample
+            .profile
+            .buckets()
+            .map(|b| (b.first, b.count, (b.mean * 1e3).round()))
+            .collect();
+        assert_eq!(levels, [(4, 1, 10.0), (5, 1, 20.0), (6, 1, 30.0)]);
         // The next window starts empty.
         assert!(w.record(t0 + 170 * MS, Some(20 * MS), 1, false).is_none());
     }

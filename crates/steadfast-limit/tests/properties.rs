@@ -3,14 +3,32 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use steadfast_limit::algorithm::{Aimd, Gradient2, LimitAlgorithm, Little, Sample, Vegas};
+use steadfast_limit::algorithm::{
+    Aimd, Gradient2, LevelProfile, LimitAlgorithm, Little, Sample, Vegas,
+};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// Up to 200 requests at random admission levels (up to 64) and RTTs (up to 2 s), in a
+/// profile sized for a random limit.
+fn profile() -> impl Strategy<Value = (LevelProfile, Vec<(usize, u64)>)> {
+    (
+        1usize..200,
+        prop::collection::vec((0usize..64, 1u64..2_000_000), 0..200),
+    )
+        .prop_map(|(limit, requests)| {
+            let mut profile = LevelProfile::for_limit(limit);
+            for &(level, micros) in &requests {
+                profile.record(level, Duration::from_micros(micros));
+            }
+            (profile, requests)
+        })
+}
+
 /// A random sample: RTT 1 ms to 2 s, up to 500 in flight, dropped one time in five, a
-/// window of up to 2 s with up to 1000 successes.
+/// window of up to 2 s with up to 1000 successes, and a random level profile.
 fn sample() -> impl Strategy<Value = Sample> {
     (
         1u64..2_000,
@@ -18,10 +36,15 @@ fn sample() -> impl Strategy<Value = Sample> {
         prop::bool::weighted(0.2),
         0u64..2_000,
         0usize..1_000,
+        profile(),
     )
-        .prop_map(|(rtt, in_flight, dropped, window, successes)| {
-            Sample::new(ms(rtt), in_flight, dropped).with_window(ms(window), successes)
-        })
+        .prop_map(
+            |(rtt, in_flight, dropped, window, successes, (profile, _))| {
+                Sample::new(ms(rtt), in_flight, dropped)
+                    .with_window(ms(window), successes)
+                    .with_profile(profile)
+            },
+        )
 }
 
 /// `(min, initial, max)` with `1 <= min <= initial <= max <= 1000`.
@@ -86,6 +109,32 @@ fn algorithm(
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A profile keeps every request, in the bucket of its level, in level order, and each
+    /// bucket's mean lies between the fastest and slowest of its requests.
+    #[test]
+    fn level_profiles_keep_every_request_in_its_bucket((profile, requests) in profile()) {
+        prop_assert_eq!(profile.count(), requests.len() as u64);
+        let mut previous_last = 0;
+        for bucket in profile.buckets() {
+            prop_assert!(bucket.first > previous_last);
+            previous_last = bucket.last;
+            let last_bucket = bucket.first + profile.width() > LevelProfile::BUCKETS * profile.width();
+            let mine: Vec<u64> = requests
+                .iter()
+                .filter(|(level, _)| {
+                    let level = (*level).max(1);
+                    (bucket.first..=bucket.last).contains(&level) || (last_bucket && level > bucket.last)
+                })
+                .map(|&(_, micros)| micros)
+                .collect();
+            prop_assert_eq!(mine.len(), bucket.count as usize);
+            let lo = *mine.iter().min().expect("non-empty") as f64 * 1e-6;
+            let hi = *mine.iter().max().expect("non-empty") as f64 * 1e-6;
+            prop_assert!(bucket.mean >= lo - 1e-9 && bucket.mean <= hi + 1e-9);
+            prop_assert!(bucket.variance >= 0.0);
+        }
+    }
 
     #[test]
     fn limits_stay_within_min_and_max(
