@@ -20,9 +20,9 @@ use crate::error::InvalidLimitConfig;
 /// Near the backend's capacity a window's mean RTT is too noisy to tell one queued
 /// request from none (about ±3% for a window of a few hundred requests of a lognormal
 /// service time, the size of the signal between limits 10 and 12 on 10 workers). So
-/// every decision near the top also reads the window's [`LevelProfile`]: the mean RTT of
-/// the requests admitted at the highest levels against those admitted below, within the
-/// same window. A backend of `c` workers answers the requests admitted at level `k ≤ c`
+/// every decision near the top also reads the window's
+/// [`LevelProfile`](super::LevelProfile): the mean RTT of the requests admitted at the
+/// highest levels against those admitted below, within the same window. A backend of `c` workers answers the requests admitted at level `k ≤ c`
 /// without a wait, so the top level is slower than the rest only when the limit lets a
 /// queue form.
 ///

@@ -25,14 +25,14 @@
 //! | [`Vegas`] | RTT over the no-load RTT, as a queue length | ±`log10(L)`, +`6·log10(L)` without a queue | Netflix `VegasLimit` |
 //! | [`Gradient2`] (default) | RTT over a long-term average | ×gradient + `sqrt(L)`, smoothed: ≤ +0.2·`sqrt(L)`, about −10% | Netflix `Gradient2Limit` |
 //! | [`Vector`] | RTT over an EWMA (mean + 2.5 deviations), drops | +1 per RTT when used, ×0.9 | Vector's ARC |
-//! | [`Little`] | throughput × no-load RTT (Little's law) | jumps to the estimate; +1 probes that must pay | ours |
+//! | [`Little`] | throughput × no-load RTT (Little's law), confirmed by the RTTs per admission level ([`LevelProfile`]) | jumps to the estimate; +1 while the top levels do not queue | ours |
 //!
 //! The first three follow Netflix's `concurrency-limits` (`AIMDLimit`, `VegasLimit`,
 //! `Gradient2Limit`) formula for formula, and [`Vector`] Vector's `controller.rs`; each
 //! type's docs list where and why we deviate. [`Little`] is ours: it meets the
-//! convergence targets the others miss (back within `[0.8, 1.25]·L*` one window after the
-//! capacity halves), at the price of more refusals of bursts on narrow backends; see its
-//! docs for the figures.
+//! convergence targets the others miss (back within `[0.8, 1.25]·L*` 1-2 windows after
+//! the capacity halves and 2-9 after it doubles, over many seeds), at the price of
+//! goodput and refused bursts on narrow backends; see its docs for the figures.
 //!
 //! The most important deviation is shared: **the default minimum limit is 1**, not
 //! Netflix's 20 for AIMD and Gradient2. A floor of 20 in front of a backend that can only
