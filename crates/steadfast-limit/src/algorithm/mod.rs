@@ -30,7 +30,7 @@
 //! The first three follow Netflix's `concurrency-limits` (`AIMDLimit`, `VegasLimit`,
 //! `Gradient2Limit`) formula for formula, and [`Vector`] Vector's `controller.rs`; each
 //! type's docs list where and why we deviate. [`Little`] is ours: it meets the
-//! convergence targets the others miss (back within `[0.8, 1.25]·L*` 1-2 windows after
+//! convergence targets the others miss (back within `[0.8, 1.25]·L*` one window after
 //! the capacity halves and 2-9 after it doubles, over many seeds), at the price of
 //! goodput and refused bursts on narrow backends; see its docs for the figures.
 //!
