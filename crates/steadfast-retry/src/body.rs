@@ -43,10 +43,22 @@ impl Default for ReplayHttpBody {
     }
 }
 
-/// What the HTTP strategy keeps to rebuild a request: one pointer to the shared state.
+/// What the HTTP strategy keeps to rebuild a request: one pointer to the shared state, or
+/// for a request without a body (most `GET`s), its head alone.
 #[derive(Debug)]
 pub struct SavedRequest<B> {
-    shared: Arc<Shared<B>>,
+    saved: Saved<B>,
+}
+
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the head inline, as tower keeps its cloned request: boxing it would bring back the allocation this variant saves"
+)]
+enum Saved<B> {
+    Shared(Arc<Shared<B>>),
+    /// The body was empty: nothing to replay, so no shared state to allocate.
+    Empty(Head),
 }
 
 /// The request's head, kept for retries.
@@ -83,19 +95,36 @@ where
             headers: request.headers().clone(),
             extensions: request.extensions().clone(),
         };
+        if request.body().is_end_stream() {
+            // No data and no trailers will come: retries send an empty body, and the head
+            // is all there is to keep.
+            let request = request.map(|body| ReplayBody {
+                inner: Inner::Passthrough(body),
+            });
+            let saved = Saved::Empty(head);
+            return (request, Some(SavedRequest { saved }));
+        }
         let (parts, body) = request.into_parts();
         let shared = Arc::new(Shared::new(body, self.cap, head));
         let attempt = Request::from_parts(parts, ReplayBody::replaying(shared.clone()));
-        (attempt, Some(SavedRequest { shared }))
+        let saved = Saved::Shared(shared);
+        (attempt, Some(SavedRequest { saved }))
     }
 
     fn again(&self, saved: &Self::Saved, attempt: u32) -> Option<Self::Attempt> {
-        let shared = &saved.shared;
-        if !shared.replayable() {
-            return None;
-        }
-        let head = &shared.head;
-        let mut request = Request::new(ReplayBody::replaying(shared.clone()));
+        let (body, head) = match &saved.saved {
+            Saved::Empty(head) => (
+                ReplayBody {
+                    inner: Inner::Empty,
+                },
+                head,
+            ),
+            Saved::Shared(shared) if shared.replayable() => {
+                (ReplayBody::replaying(shared.clone()), &shared.head)
+            }
+            Saved::Shared(_) => return None,
+        };
+        let mut request = Request::new(body);
         *request.method_mut() = head.method.clone();
         *request.uri_mut() = head.uri.clone();
         *request.version_mut() = head.version;
@@ -179,8 +208,10 @@ pub struct ReplayBody<B> {
 }
 
 enum Inner<B> {
-    /// Not retryable: the original body, untouched.
+    /// Not retryable, or empty: the original body, untouched.
     Passthrough(B),
+    /// A retry of a request whose body was empty.
+    Empty,
     Replaying {
         shared: Arc<Shared<B>>,
         /// The next chunk of the copy to send.
@@ -238,6 +269,7 @@ where
                         .map_err(Into::into)
                 }));
             }
+            Inner::Empty => return Poll::Ready(None),
             Inner::Replaying {
                 shared,
                 next_chunk,
@@ -319,6 +351,7 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Passthrough(body) => body.is_end_stream(),
+            Inner::Empty => true,
             Inner::Replaying { ended, .. } => *ended,
         }
     }
@@ -326,6 +359,7 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Passthrough(body) => body.size_hint(),
+            Inner::Empty => SizeHint::with_exact(0),
             Inner::Replaying {
                 shared,
                 next_chunk,
@@ -364,6 +398,7 @@ impl<B> fmt::Debug for ReplayBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.inner {
             Inner::Passthrough(_) => f.write_str("ReplayBody::Passthrough"),
+            Inner::Empty => f.write_str("ReplayBody::Empty"),
             Inner::Replaying {
                 next_chunk, ended, ..
             } => f

@@ -718,3 +718,80 @@ async fn grpc_pushback_is_waited_for_and_a_negative_one_stops_retries() {
         .expect("ok");
     assert_eq!(calls.load(Ordering::SeqCst), 2, "UNAVAILABLE is retried");
 }
+
+/// A request with an empty body (a `GET` from a typical client) keeps no shared replay
+/// state: every attempt still gets the same head and an empty body that says so up front.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_empty_body_is_retried_with_the_same_head_and_an_empty_body() {
+    #[derive(Debug, Clone, PartialEq)]
+    struct Tag(u32);
+    type Seen = (
+        Method,
+        String,
+        Option<String>,
+        Option<Tag>,
+        Option<String>,
+        bool,
+        Bytes,
+    );
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let record = seen.clone();
+    let backend = service_fn(move |request: Request<ReplayBody<Full<Bytes>>>| {
+        let record = record.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let header = |name: &str| {
+                parts
+                    .headers
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_owned())
+            };
+            let empty_up_front = http_body::Body::is_end_stream(&body)
+                && http_body::Body::size_hint(&body).exact() == Some(0);
+            let bytes = body.collect().await.expect("an empty body").to_bytes();
+            let mut seen = record.lock().unwrap();
+            seen.push((
+                parts.method,
+                parts.uri.to_string(),
+                header("accept"),
+                parts.extensions.get::<Tag>().cloned(),
+                header("x-attempt"),
+                empty_up_front,
+                bytes,
+            ));
+            let status = if seen.len() < 3 { 503 } else { 200 };
+            Ok::<_, BoxError>(Response::builder().status(status).body(()).unwrap())
+        }
+    });
+    let layer = RetryLayer::http()
+        .attempt_header(http::HeaderName::from_static("x-attempt"))
+        .rng(seeded())
+        .build()
+        .expect("valid");
+    let mut request = Request::builder()
+        .uri("http://backend.internal/items/42")
+        .header("accept", "application/json")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    request.extensions_mut().insert(Tag(7));
+    let response = ServiceBuilder::new()
+        .layer(layer)
+        .service(backend)
+        .oneshot(request)
+        .await
+        .expect("ok");
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    for (i, (method, uri, accept, tag, attempt, empty_up_front, bytes)) in seen.iter().enumerate() {
+        assert_eq!(method, Method::GET);
+        assert_eq!(uri, "http://backend.internal/items/42");
+        assert_eq!(accept.as_deref(), Some("application/json"));
+        assert_eq!(tag, &Some(Tag(7)));
+        assert!(*empty_up_front, "attempt {i}");
+        assert!(bytes.is_empty());
+        // The number of earlier attempts, absent on the first.
+        let expected = (i > 0).then(|| i.to_string());
+        assert_eq!(attempt, &expected, "attempt {i}");
+    }
+}
