@@ -6,7 +6,8 @@
 //! that answers `503` before reading the body), continues from the original body where it
 //! left off. Once the body outgrows the cap the copy is dropped and the request is sent
 //! once, never retried ([`RetryStats::not_replayable`](crate::RetryStats::not_replayable)).
-//! A body whose size hint already exceeds the cap is never buffered at all.
+//! A body whose size hint already exceeds the cap is never buffered at all, and one
+//! already at its end (an empty `GET`) needs no copy: its retries send an empty body.
 //!
 //! The default cap, 64 KiB, is linkerd's: large enough for typical API payloads, small
 //! enough that a burst of retried uploads cannot exhaust memory.
