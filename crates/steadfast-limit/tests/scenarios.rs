@@ -413,8 +413,9 @@ async fn little_returns_within_a_quarter_of_l_star_in_five_windows() {
         let limits = limits_after_change(&report);
         let settled = windows_to_settle(&limits, 0.8 * L_STAR_AFTER, 1.25 * L_STAR_AFTER);
         println!("Little, seed {seed}: settled after {settled:?} windows, limits {limits:?}");
+        // The target is 5 windows; measured 1 on every seed, pinned at 2.
         assert!(
-            settled.is_some_and(|w| w <= 5),
+            settled.is_some_and(|w| w <= 2),
             "seed {seed}: {settled:?} windows, limits {limits:?}"
         );
         report
@@ -731,7 +732,7 @@ async fn limit_returns_within_a_quarter_of_l_star_in_ten_windows_after_a_doublin
 }
 
 /// The target met by `Little` over seeds 1-14: within [0.8, 1.25]·L* 2-9 windows after
-/// the capacity doubles (limits 8-12 from then on, L* = 10), goodput 436-449/s of 500
+/// the capacity doubles (limits 8-12 from then on, L* = 10), goodput 436-448/s of 500
 /// (offered 600/s: failing fast, some permits wait for arrivals).
 ///
 /// How (2026-11-28): before, `Little` met it on 10 of these 14 seeds (31, 27 and 11

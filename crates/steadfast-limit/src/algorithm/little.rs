@@ -22,9 +22,9 @@ use crate::error::InvalidLimitConfig;
 /// service time, the size of the signal between limits 10 and 12 on 10 workers). So
 /// every decision near the top also reads the window's
 /// [`LevelProfile`](super::LevelProfile): the mean RTT of the requests admitted at the
-/// highest levels against those admitted below, within the same window. A backend of `c` workers answers the requests admitted at level `k ≤ c`
-/// without a wait, so the top level is slower than the rest only when the limit lets a
-/// queue form.
+/// highest levels against those admitted below, within the same window. A backend of
+/// `c` workers answers the requests admitted at level `k ≤ c` without a wait, so the top
+/// level is slower than the rest only when the limit lets a queue form.
 ///
 /// ```text
 /// B = mean of the last `baseline_windows` window RTTs within `tolerance` of their minimum
@@ -39,13 +39,16 @@ use crate::error::InvalidLimitConfig;
 ///   elif X · rtt < 0.7 · L: L = L + 1                             # bursts of a light load
 ///   else:                                                         # the limit is the bottleneck
 ///     estimate = L · B / rtt                                      # = X · B / utilisation
-///     queued = rtt > B · (1 + tolerance) and second > tolerance   # both signals agree
-///     startup, no queue, last doubling paid: L = 2 · L            # slow start
-///     queued:                                L = round(headroom · estimate)
-///     top and top2 < tolerance / 2:          L = L + 1            # probe: nothing queues
-///     otherwise:                             keep L               # one level of queue
-///     profile too thin to tell:              old rule: + 1 if the last probe raised
-///                                            X by 3/4 of its share, else the estimate
+///     over = rtt / B − 1
+///     queued = over > 3 · tolerance                               # shared by every level
+///           or (over > tolerance and second > tolerance)          # both signals agree
+///     startup, no queue, last doubling paid:   L = 2 · L          # slow start
+///     queued:                                  L = round(headroom · estimate)
+///     top, top2 < tolerance / 2, over ≤ 2 · tolerance: L = L + 1  # probe: nothing waits
+///     top2 known otherwise:                    keep L             # one level waits
+///     fewer than 3 levels, or 20 requests below the top two:
+///         L = max(round(headroom · estimate), L + 1) if the last increase raised X by
+///         3/4 of its share or the estimate leaves room, else round(headroom · estimate)
 ///     every `drain_every`-th such window, if queued: L = round(estimate)
 ///   L = clamp(L, min_limit, max_limit)
 /// ```
@@ -58,7 +61,13 @@ use crate::error::InvalidLimitConfig;
 /// queued behind a busy backend takes a freed worker at once, where failing fast would
 /// leave it idle until the next arrival) and backs off when a second level waits.
 /// Requiring both signals for a queue also makes it robust to a baseline measured on one
-/// lucky fast window.
+/// lucky fast window; a slowdown every level shares (a backend shared with other
+/// clients, a server short of CPU) has no slow top level, so past three tolerances the
+/// mean RTT alone backs the limit off. Above 32 the profile's buckets span
+/// `ceil(L / 32)` levels each, so "one waiting level" becomes one waiting bucket. Because
+/// the limit keeps one waiting level, the windows that make up the baseline may include
+/// it: the baseline can sit a few percent above the no-load RTT (the waiting level's
+/// share of the window), which the level profile does not depend on.
 ///
 /// Measured in `tests/scenarios.rs` (10 → 5 workers offered 2.4×, and 5 → 10 offered
 /// 1.2×, 1 s windows): back within `[0.8, 1.25]·L*` one window after the capacity halves
@@ -79,8 +88,8 @@ use crate::error::InvalidLimitConfig;
 /// | `headroom` | 1.0, in `[1, 2]` | the estimate already allows for idle permits |
 /// | `tolerance` | 0.05, in `[0, 0.5]` | about the noise of a window's mean RTT |
 /// | `backoff_ratio` | 0.9, in `[0.5, 1)` | Netflix AIMD |
-/// | `drain_every` | 5 windows | BBR's periodic `ProbeRTT`, on a limit |
-/// | `baseline_windows` | 10, more than `drain_every` | the baseline always includes a drained window |
+/// | `drain_every` | 5 windows | every such queued window lands on the estimate itself, without the headroom; small limits may probe again |
+/// | `baseline_windows` | 10, more than `drain_every` | long enough to hold an unqueued window after a capacity change |
 #[derive(Debug, Clone)]
 pub struct Little {
     initial_limit: usize,
@@ -124,6 +133,9 @@ impl Little {
     /// 1.2× the capacity, failing fast, a limit one or two above `L*` keeps about 0.8 of
     /// its permits busy: 0.8 here made such windows look light and the limit creep up.)
     pub const FULL: f64 = 0.7;
+    /// Over how many tolerances a window's mean RTT counts as queued whatever its level
+    /// profile says.
+    pub const STRONG: f64 = 3.0;
 
     /// The algorithm with the defaults above.
     pub fn new() -> Self {
@@ -189,7 +201,8 @@ impl Little {
         self
     }
 
-    /// Every how many windows the limit drains to the estimate (default 5; 0 never).
+    /// Every how many windows a queued limit drops to the estimate without the headroom,
+    /// and a small limit may probe again (default 5; 0 never).
     #[must_use]
     pub const fn drain_every(mut self, windows: u32) -> Self {
         self.drain_every = windows;
@@ -287,24 +300,30 @@ impl LimitAlgorithm for Little {
         // so the limit that keeps X · B busy is X · B / utilisation = L · B / rtt.
         let estimate = current as f64 * baseline / rtt;
         // A queue needs both signals: the window's mean RTT over the baseline, and the
-        // requests admitted at the top level slower than those below (when the profile has
-        // enough of them). The mean alone mistakes its own noise for a queue.
+        // requests admitted at the second-highest level slower than those below (when the
+        // profile has enough of them). The mean alone mistakes its own noise for a queue.
+        // But the profile vetoes only within a few tolerances: a slowdown that every level
+        // shares (a backend shared with other clients, a server whose CPU is the
+        // bottleneck) shows in the mean alone.
+        let tolerance = self.tolerance;
+        let over = rtt / baseline - 1.0;
         let top = TopLevels::of(&sample.profile);
-        let queued = rtt > baseline * (1.0 + self.tolerance)
-            && top.is_none_or(|top| top.queued(self.tolerance));
+        let queued = over > Self::STRONG * tolerance
+            || (over > tolerance && top.is_none_or(|top| top.queued(tolerance)));
         // Rounded, not truncated: truncating drifts down at small limits.
         let target = (self.headroom * estimate).round();
         let l = current as f64;
-        let calm = top.and_then(|top| top.calm(self.tolerance / 2.0));
+        let calm = top.and_then(|top| top.calm(tolerance / 2.0));
         let mut next = if self.startup && !queued && self.probing {
             2.0 * l
         } else {
             self.startup = false;
             match calm {
                 _ if queued => target,
-                // Probe one above only when neither of the two top levels queues.
-                Some(true) => l + 1.0,
-                Some(false) => l,
+                // Probe one above only when neither of the two top levels queues, and the
+                // mean is within twice the tolerance.
+                Some(true) if over <= 2.0 * tolerance => l + 1.0,
+                Some(_) => l,
                 // Too few requests per level to tell: the last probe must have paid, or
                 // the estimate leave room.
                 None if self.probing || target > l => target.max(l + 1.0),
@@ -396,6 +415,10 @@ impl TopLevels {
             return None;
         }
         let below_top = (n[0] * mean[0] + n[1] * mean[1]) / (n[0] + n[1]);
+        if !(mean[0] > 0.0 && below_top > 0.0) {
+            // RTTs too short for the clock: no ratio to take.
+            return None;
+        }
         let two = (n[1] * mean[1] + n[2] * mean[2]) / (n[1] + n[2]);
         Some(Self {
             top: mean[2] / below_top - 1.0,
@@ -508,6 +531,18 @@ mod tests {
         window(rtt_ms, levels, successes).with_profile(profile)
     }
 
+    trait WithRtt {
+        fn with_rtt_ms(self, ms: f64) -> Self;
+    }
+
+    impl WithRtt for Sample {
+        /// The same window with a mean RTT of `ms`.
+        fn with_rtt_ms(mut self, ms: f64) -> Self {
+            self.rtt = Duration::from_secs_f64(ms / 1e3);
+            self
+        }
+    }
+
     /// A limit of 10 out of startup with a baseline of 20 ms.
     fn settled_at_ten() -> Little {
         let mut l = Little::new().initial_limit(10).drain_every(0);
@@ -522,10 +557,20 @@ mod tests {
     #[test]
     fn mean_rtt_noise_without_a_slow_top_level_is_no_queue() {
         let mut l = settled_at_ten();
-        // The window's mean is 10% over the baseline, but every level is equally slow:
-        // noise or a slower backend, not a queue behind the limit. Nothing queues at
-        // the top: probe one above.
-        assert_eq!(l.update(&profiled(22, 10, 20, 0..=0, 0)), 11);
+        // The window's mean is 7.5% over the baseline, but every level is equally slow:
+        // noise, not a queue behind the limit. Nothing queues at the top: probe one above.
+        assert_eq!(
+            l.update(&profiled(20, 10, 20, 0..=0, 0).with_rtt_ms(21.5)),
+            11
+        );
+    }
+
+    #[test]
+    fn a_slowdown_every_level_shares_still_backs_off() {
+        let mut l = settled_at_ten();
+        // Twice the baseline at every level: a backend shared with other clients, or
+        // short of CPU. The flat profile must not veto it: back to 10 · 20 / 40 = 5.
+        assert_eq!(l.update(&profiled(40, 10, 20, 0..=0, 0)), 5);
     }
 
     #[test]
@@ -553,7 +598,6 @@ mod tests {
         let mut l = settled_at_ten();
         // The mean within tolerance and the top level 4% slower (above half the
         // tolerance, under all of it): neither a queue nor room to probe.
-        let hold = profiled(20, 10, 20, 10..=10, 0);
         let mut profile = LevelProfile::for_limit(10);
         for level in 1..=10 {
             let rtt = if level == 10 { MS * 208 / 10 } else { MS * 20 };
@@ -561,7 +605,7 @@ mod tests {
                 profile.record(level, rtt);
             }
         }
-        assert_eq!(l.update(&hold.with_profile(profile)), 10);
+        assert_eq!(l.update(&window(20, 10, 500).with_profile(profile)), 10);
     }
 
     #[test]

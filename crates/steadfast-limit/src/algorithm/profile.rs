@@ -16,16 +16,14 @@ use std::time::Duration;
 ///
 /// Levels are grouped into at most [`BUCKETS`](Self::BUCKETS) buckets of
 /// [`width`](Self::width) consecutive levels each (one level per bucket while the limit is
-/// at most `BUCKETS`); levels past the last bucket count in it. Fixed arrays: recording
-/// never allocates.
+/// at most `BUCKETS`); levels past the last bucket count in it. Two fixed arrays (384
+/// bytes): recording never allocates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LevelProfile {
     width: usize,
     counts: [u32; Self::BUCKETS],
     /// Sums of RTTs in nanoseconds.
     sums: [u64; Self::BUCKETS],
-    /// Sums of squared RTTs in squared nanoseconds.
-    squares: [u128; Self::BUCKETS],
 }
 
 /// The RTTs of the requests admitted at one bucket of levels: see [`LevelProfile`].
@@ -40,8 +38,6 @@ pub struct LevelStats {
     pub count: u32,
     /// Their mean RTT, in seconds.
     pub mean: f64,
-    /// The variance of their RTTs, in squared seconds (0 for one request).
-    pub variance: f64,
 }
 
 impl LevelProfile {
@@ -60,7 +56,6 @@ impl LevelProfile {
             width: if width == 0 { 1 } else { width },
             counts: [0; Self::BUCKETS],
             sums: [0; Self::BUCKETS],
-            squares: [0; Self::BUCKETS],
         }
     }
 
@@ -75,8 +70,6 @@ impl LevelProfile {
         let nanos = u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX);
         self.counts[bucket] = self.counts[bucket].saturating_add(1);
         self.sums[bucket] = self.sums[bucket].saturating_add(nanos);
-        let square = u128::from(nanos) * u128::from(nanos);
-        self.squares[bucket] = self.squares[bucket].saturating_add(square);
     }
 
     /// How many requests the profile holds.
@@ -86,18 +79,14 @@ impl LevelProfile {
 
     /// The non-empty buckets, lowest levels first.
     pub fn buckets(&self) -> impl Iterator<Item = LevelStats> + '_ {
-        (0..Self::BUCKETS).filter(|&i| self.counts[i] > 0).map(|i| {
-            let n = f64::from(self.counts[i]);
-            let mean = self.sums[i] as f64 / n;
-            let variance = (self.squares[i] as f64 / n - mean * mean).max(0.0);
-            LevelStats {
-                first: i * self.width + 1,
-                last: (i + 1) * self.width,
+        (0..Self::BUCKETS)
+            .filter(|&i| self.counts[i] > 0)
+            .map(|i| LevelStats {
+                first: i.saturating_mul(self.width).saturating_add(1),
+                last: (i + 1).saturating_mul(self.width),
                 count: self.counts[i],
-                mean: mean * 1e-9,
-                variance: variance * 1e-18,
-            }
-        })
+                mean: self.sums[i] as f64 / f64::from(self.counts[i]) * 1e-9,
+            })
     }
 }
 
@@ -114,7 +103,7 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     #[test]
-    fn groups_by_level_with_mean_and_variance() {
+    fn groups_by_level_with_their_mean() {
         let mut p = LevelProfile::for_limit(10);
         assert_eq!(p.width(), 1);
         p.record(1, 10 * MS);
@@ -127,13 +116,8 @@ mod tests {
             (1, 1, 2)
         );
         assert!((buckets[0].mean - 0.020).abs() < 1e-12);
-        assert!(
-            (buckets[0].variance - 1e-4).abs() < 1e-12,
-            "{}",
-            buckets[0].variance
-        );
         assert_eq!((buckets[1].first, buckets[1].count), (3, 1));
-        assert_eq!(buckets[1].variance, 0.0);
+        assert!((buckets[1].mean - 0.050).abs() < 1e-12);
         assert_eq!(p.count(), 3);
     }
 
@@ -152,5 +136,10 @@ mod tests {
         );
         assert_eq!((buckets[1].first, buckets[1].last), (5, 8));
         assert_eq!(buckets[2].first, 125);
+        // The widest buckets saturate rather than overflow.
+        let mut p = LevelProfile::for_limit(usize::MAX);
+        p.record(usize::MAX, MS);
+        let last = p.buckets().last().expect("one bucket");
+        assert_eq!(last.last, usize::MAX);
     }
 }
