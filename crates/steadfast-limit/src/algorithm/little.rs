@@ -32,7 +32,8 @@ use crate::error::InvalidLimitConfig;
 ///   top    = at the highest level, over the levels below it
 ///   second = at the second-highest level, over the levels below it
 ///   top2   = at the two highest levels, over the levels below them
-///   (second and top2 only from 20 requests below; second falls back to top)
+///   (second and top2 only from 20 requests below; second falls back to top; none of
+///   them with fewer than 3 levels, when `queued` below reads the mean alone)
 /// per window (its throughput X, mean RTT rtt, limit L):
 ///   if dropped:             L = floor(L · backoff_ratio); startup ends
 ///   elif limit not reached: keep L                                # app-limited
