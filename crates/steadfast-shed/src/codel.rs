@@ -62,11 +62,9 @@ pub struct Codel {
     interval_end: Option<Instant>,
     /// Smallest delay observed in the current interval.
     min_delay: Duration,
-    /// Smallest delay of the last finished interval.
+    /// Smallest delay of the last finished interval: over the target, the queue is
+    /// overloaded.
     last_min_delay: Duration,
-    /// The next observation starts a new minimum.
-    reset: bool,
-    overloaded: bool,
 }
 
 impl Default for Codel {
@@ -88,8 +86,6 @@ impl Codel {
             interval_end: None,
             min_delay: Duration::ZERO,
             last_min_delay: Duration::ZERO,
-            reset: false,
-            overloaded: false,
         }
     }
 
@@ -116,14 +112,10 @@ impl Codel {
         if interval_over {
             // A first observation ever counts as an interval with no delay.
             if self.interval_end.is_some() {
-                self.overloaded = self.min_delay > self.target;
                 self.last_min_delay = self.min_delay;
             }
             self.interval_end = Some(saturating_add(now, self.interval));
-            self.reset = true;
-        }
-        if self.reset {
-            self.reset = false;
+            // The first observation of an interval starts its minimum.
             self.min_delay = delay;
             return false;
         }
@@ -135,7 +127,7 @@ impl Codel {
     /// without recording anything. The verdict may be stale (see
     /// [`should_slough_at`](Self::should_slough_at)).
     pub fn should_slough(&self, delay: Duration) -> bool {
-        self.overloaded && delay > self.slough_threshold()
+        self.is_overloaded() && delay > self.slough_threshold()
     }
 
     /// Whether a request that has waited `delay` would be sloughed at `now`, without
@@ -147,14 +139,14 @@ impl Codel {
 
     /// Whether the last finished interval's minimum delay exceeded the target.
     pub const fn is_overloaded(&self) -> bool {
-        self.overloaded
+        self.last_min_delay.as_nanos() > self.target.as_nanos()
     }
 
     /// Whether the queue counts as overloaded at `now`: [`is_overloaded`](Self::is_overloaded),
     /// unless the interval that verdict applies to is over with nothing observed since
     /// (no request left the queue: the verdict is stale).
     pub fn is_overloaded_at(&self, now: Instant) -> bool {
-        self.overloaded && self.interval_end.is_some_and(|end| now <= end)
+        self.is_overloaded() && self.interval_end.is_some_and(|end| now <= end)
     }
 
     /// The smallest delay observed in the last finished interval: a conservative estimate
