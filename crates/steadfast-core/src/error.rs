@@ -52,6 +52,11 @@ impl Overloaded {
         }
     }
 
+    /// An overload rejection with `retry_after` as its hint, if any.
+    pub const fn from_retry_after(retry_after: Option<Duration>) -> Self {
+        Self { retry_after }
+    }
+
     /// How long the rejecting layer suggests waiting before a retry, if it said.
     pub const fn retry_after(&self) -> Option<Duration> {
         self.retry_after

@@ -191,11 +191,7 @@ where
         match self.project().state.project() {
             StateProj::Called { future } => future.poll(cx).map_err(Into::into),
             StateProj::Overloaded { retry_after } => {
-                let error = match *retry_after {
-                    Some(after) => Overloaded::with_retry_after(after),
-                    None => Overloaded::new(),
-                };
-                Poll::Ready(Err(error.into()))
+                Poll::Ready(Err(Overloaded::from_retry_after(*retry_after).into()))
             }
         }
     }

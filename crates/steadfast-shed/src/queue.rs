@@ -441,13 +441,6 @@ impl Shared {
         }
     }
 
-    fn overloaded(&self, retry_after: Option<Duration>) -> BoxError {
-        match retry_after {
-            Some(after) => Overloaded::with_retry_after(after).into(),
-            None => Overloaded::new().into(),
-        }
-    }
-
     fn stats(&self) -> ShedStats {
         let c = &self.counters;
         let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
@@ -520,7 +513,7 @@ enum Refusal {
 impl Refusal {
     fn into_error(self, shared: &Shared) -> BoxError {
         match self {
-            Self::Overloaded => shared.overloaded(shared.config.retry_after),
+            Self::Overloaded => Overloaded::from_retry_after(shared.config.retry_after).into(),
             Self::Deadline(None) => DeadlineExceeded::expired().into(),
             Self::Deadline(Some(wait)) => DeadlineExceeded::unreachable(wait).into(),
         }

@@ -282,10 +282,8 @@ struct Config {
 
 impl Config {
     fn overloaded<B: Default>(&self, overloaded: &Overloaded) -> Response<B> {
-        let overloaded = match (overloaded.retry_after(), self.default_retry_after) {
-            (None, Some(after)) => Overloaded::with_retry_after(after),
-            _ => *overloaded,
-        };
+        let retry_after = overloaded.retry_after().or(self.default_retry_after);
+        let overloaded = Overloaded::from_retry_after(retry_after);
         match self.protocol {
             ResponseProtocol::Http => overloaded.to_http_response(),
             ResponseProtocol::Grpc => overloaded.to_grpc_response(),
