@@ -19,6 +19,8 @@
 //!
 //! **Outputs are pinned**: changing the bucket any hash maps to is a breaking change.
 
+use steadfast_core::splitmix::{GOLDEN_GAMMA, mix};
+
 use crate::error::BuildError;
 use crate::placement::Placement;
 use crate::stable::fmix64;
@@ -59,18 +61,6 @@ pub fn jump(hash: u64, buckets: u32) -> Option<u32> {
     Some(b as u32)
 }
 
-/// SplitMix64's increment (the golden gamma).
-const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// SplitMix64's output function (Stafford's Mix13) applied to a state.
-#[inline]
-fn splitmix_mix(state: u64) -> u64 {
-    let mut z = state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// JumpBackHash (Ertl, "JumpBackHash: Say Goodbye to the Modulo Operation to Distribute Keys
 /// Uniformly to Buckets", 2024): the bucket in `0..buckets` for `hash`, or `None` for 0
 /// buckets.
@@ -97,8 +87,8 @@ pub fn jump_back(hash: u64, buckets: u32) -> Option<u32> {
         1 => return Some(0),
         _ => {}
     }
-    let mut state = hash.wrapping_add(GAMMA);
-    let r0 = splitmix_mix(state);
+    let mut state = hash.wrapping_add(GOLDEN_GAMMA);
+    let r0 = mix(state);
     // One bit per power-of-two range [2^m, 2^(m+1)) that lies (partly) below `buckets`: set
     // when the key's last jump within the range [0, 2^(m+1)) lands in it.
     let mut ranges = ((r0 ^ (r0 >> 32)) as u32) & (u32::MAX >> (buckets - 1).leading_zeros());
@@ -114,8 +104,8 @@ pub fn jump_back(hash: u64, buckets: u32) -> Option<u32> {
         // draw lands below 2^m (no jump in this range: go down) or below `buckets`.
         let mask = low | (low - 1);
         loop {
-            state = state.wrapping_add(GAMMA);
-            let r1 = splitmix_mix(state);
+            state = state.wrapping_add(GOLDEN_GAMMA);
+            let r1 = mix(state);
             let first = (r1 as u32) & mask;
             if first < low {
                 break;
@@ -142,7 +132,7 @@ const REPLICA_ATTEMPTS: u32 = 16;
 /// The hash for the `i`-th extra replica candidate (`i >= 1`) of `hash`.
 #[inline]
 fn candidate_hash(hash: u64, i: u32) -> u64 {
-    fmix64(hash ^ u64::from(i).wrapping_mul(GAMMA))
+    fmix64(hash ^ u64::from(i).wrapping_mul(GOLDEN_GAMMA))
 }
 
 /// Fills `out` with up to `working` distinct buckets for `hash`, in preference order.
