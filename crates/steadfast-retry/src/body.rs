@@ -44,22 +44,13 @@ impl Default for ReplayHttpBody {
     }
 }
 
-/// What the HTTP strategy keeps to rebuild a request: one pointer to the shared state, or
-/// for a request without a body (most `GET`s), its head alone.
+/// What the HTTP strategy keeps to rebuild a request: its head (inline, as tower keeps its
+/// cloned request), and the body's shared replay state unless the body was empty (most
+/// `GET`s: nothing to replay, so nothing to allocate).
 #[derive(Debug)]
 pub struct SavedRequest<B> {
-    saved: Saved<B>,
-}
-
-#[derive(Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "the head inline, as tower keeps its cloned request: boxing it would bring back the allocation this variant saves"
-)]
-enum Saved<B> {
-    Shared(Arc<Shared<B>>),
-    /// The body was empty: nothing to replay, so no shared state to allocate.
-    Empty(Head),
+    head: Head,
+    shared: Option<Arc<Shared<B>>>,
 }
 
 /// The request's head, kept for retries.
@@ -84,10 +75,7 @@ where
     fn first(&self, request: Request<B>, retryable: bool) -> (Self::Attempt, Option<Self::Saved>) {
         let too_big = request.body().size_hint().lower() > self.cap as u64;
         if !retryable || too_big {
-            let request = request.map(|body| ReplayBody {
-                inner: Inner::Passthrough(body),
-            });
-            return (request, None);
+            return (request.map(ReplayBody::passthrough), None);
         }
         let head = Head {
             method: request.method().clone(),
@@ -99,32 +87,25 @@ where
         if request.body().is_end_stream() {
             // No data and no trailers will come: retries send an empty body, and the head
             // is all there is to keep.
-            let request = request.map(|body| ReplayBody {
-                inner: Inner::Passthrough(body),
-            });
-            let saved = Saved::Empty(head);
-            return (request, Some(SavedRequest { saved }));
+            let saved = SavedRequest { head, shared: None };
+            return (request.map(ReplayBody::passthrough), Some(saved));
         }
         let (parts, body) = request.into_parts();
-        let shared = Arc::new(Shared::new(body, self.cap, head));
+        let shared = Arc::new(Shared::new(body, self.cap));
         let attempt = Request::from_parts(parts, ReplayBody::replaying(shared.clone()));
-        let saved = Saved::Shared(shared);
-        (attempt, Some(SavedRequest { saved }))
+        let shared = Some(shared);
+        (attempt, Some(SavedRequest { head, shared }))
     }
 
     fn again(&self, saved: &Self::Saved, attempt: u32) -> Option<Self::Attempt> {
-        let (body, head) = match &saved.saved {
-            Saved::Empty(head) => (
-                ReplayBody {
-                    inner: Inner::Empty,
-                },
-                head,
-            ),
-            Saved::Shared(shared) if shared.replayable() => {
-                (ReplayBody::replaying(shared.clone()), &shared.head)
-            }
-            Saved::Shared(_) => return None,
+        let body = match &saved.shared {
+            None => ReplayBody {
+                inner: Inner::Empty,
+            },
+            Some(shared) if shared.replayable() => ReplayBody::replaying(shared.clone()),
+            Some(_) => return None,
         };
+        let head = &saved.head;
         let mut request = Request::new(body);
         *request.method_mut() = head.method.clone();
         *request.uri_mut() = head.uri.clone();
@@ -141,7 +122,6 @@ pub struct Shared<B> {
     state: Mutex<State<B>>,
     cap: usize,
     initial_hint: SizeHint,
-    head: Head,
 }
 
 struct State<B> {
@@ -158,9 +138,8 @@ struct State<B> {
 }
 
 impl<B: Body> Shared<B> {
-    fn new(body: B, cap: usize, head: Head) -> Self {
+    fn new(body: B, cap: usize) -> Self {
         Self {
-            head,
             initial_hint: body.size_hint(),
             state: Mutex::new(State {
                 original: Some(body),
@@ -225,6 +204,12 @@ enum Inner<B> {
 }
 
 impl<B> ReplayBody<B> {
+    fn passthrough(body: B) -> Self {
+        Self {
+            inner: Inner::Passthrough(body),
+        }
+    }
+
     fn replaying(shared: Arc<Shared<B>>) -> Self {
         Self {
             inner: Inner::Replaying {
