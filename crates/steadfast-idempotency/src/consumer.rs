@@ -108,6 +108,7 @@ use steadfast_core::error::BoxError;
 
 use crate::error::InvalidIdempotencyConfig;
 use crate::layer::{DEFAULT_CONFLICT_RETRY_AFTER, DEFAULT_LEASE, DEFAULT_TTL};
+use crate::scope::FieldHasher;
 use crate::stats::{Event, IdempotencyStats};
 use crate::store::{
     Claim, FencingToken, Fingerprint, IdempotencyStore, Record, StoreKey, StoredResponse,
@@ -400,7 +401,7 @@ impl<E: Error + 'static> Error for ProcessError<E> {
 struct Config<St> {
     store: St,
     name: Arc<str>,
-    key_prefix: Sha256,
+    key_prefix: FieldHasher,
     lease: Duration,
     ttl: Duration,
     store_failures: bool,
@@ -492,23 +493,18 @@ impl<St> Consumer<St> {
     /// both.
     pub fn store_key(&self, key: impl AsRef<[u8]>) -> StoreKey {
         let mut hasher = self.config.key_prefix.clone();
-        field(&mut hasher, key.as_ref());
-        StoreKey::from_bytes(hasher.finalize().into())
+        hasher.field(key.as_ref());
+        StoreKey::from_bytes(hasher.finish())
     }
 }
 
 /// The hasher state after a consumer's part of every storage key.
-fn key_prefix(name: &str) -> Sha256 {
-    const BLOCK: usize = 64;
-    let domain = b"steadfast-idempotency/v1/message-key";
-    let mut prefix = Vec::with_capacity(BLOCK * 2);
-    for part in [&domain[..], name.as_bytes()] {
-        prefix.extend_from_slice(&(part.len() as u64).to_be_bytes());
-        prefix.extend_from_slice(part);
-    }
-    prefix.resize(prefix.len().next_multiple_of(BLOCK), 0);
-    let mut hasher = Sha256::new();
-    hasher.update(&prefix);
+fn key_prefix(name: &str) -> FieldHasher {
+    const DOMAIN: &[u8] = b"steadfast-idempotency/v1/message-key";
+    let mut hasher = FieldHasher::new(DOMAIN);
+    hasher.field(name.as_bytes());
+    // Each field is its 8-byte length and its bytes.
+    hasher.pad_block(8 + DOMAIN.len() + 8 + name.len());
     hasher
 }
 
@@ -517,12 +513,6 @@ fn key_prefix(name: &str) -> Sha256 {
 /// under the same key, so it needs no domain tag), which any tool can reproduce.
 pub fn message_fingerprint(payload: impl AsRef<[u8]>) -> Fingerprint {
     Fingerprint::from_bytes(Sha256::digest(payload.as_ref()).into())
-}
-
-/// A length-prefixed field, so that boundaries cannot shift (`("ab", "c")` ≠ `("a", "bc")`).
-fn field(hasher: &mut Sha256, bytes: &[u8]) {
-    hasher.update((bytes.len() as u64).to_be_bytes());
-    hasher.update(bytes);
 }
 
 impl<St: IdempotencyStore + 'static> Consumer<St> {
@@ -878,6 +868,28 @@ mod tests {
             consumer(&long).store_key("k"),
             consumer(&format!("{long}x")).store_key("k")
         );
+        // The stored format, spelled out: the length-prefixed domain and name, zeros to the
+        // end of the 64-byte block, then the length-prefixed key. Changing it moves every
+        // record a consumer stored.
+        for name in ["orders", long.as_str(), &format!("{long}x")] {
+            let mut stream = Vec::new();
+            for part in [
+                &b"steadfast-idempotency/v1/message-key"[..],
+                name.as_bytes(),
+            ] {
+                stream.extend_from_slice(&(part.len() as u64).to_be_bytes());
+                stream.extend_from_slice(part);
+            }
+            stream.resize(stream.len().next_multiple_of(64), 0);
+            stream.extend_from_slice(&3u64.to_be_bytes());
+            stream.extend_from_slice(b"k-1");
+            let expected: [u8; 32] = Sha256::digest(&stream).into();
+            assert_eq!(
+                consumer(name).store_key("k-1").as_bytes(),
+                &expected,
+                "{name}"
+            );
+        }
         assert_eq!(
             message_fingerprint(b"abc").as_bytes()[..4],
             [0xba, 0x78, 0x16, 0xbf], // SHA-256("abc"), FIPS 180-2

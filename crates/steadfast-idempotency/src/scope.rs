@@ -83,21 +83,30 @@ const FINGERPRINT_DOMAIN: &[u8] = b"steadfast-idempotency/v1/fingerprint";
 /// SHA-256 with length-prefixed fields, so that field boundaries cannot be shifted
 /// (`("ab", "c")` and `("a", "bc")` hash differently).
 #[derive(Clone)]
-struct FieldHasher(Sha256);
+pub(crate) struct FieldHasher(Sha256);
 
 impl FieldHasher {
-    fn new(domain: &[u8]) -> Self {
+    pub(crate) fn new(domain: &[u8]) -> Self {
         let mut hasher = Self(Sha256::new());
         hasher.field(domain);
         hasher
     }
 
-    fn field(&mut self, bytes: &[u8]) {
+    pub(crate) fn field(&mut self, bytes: &[u8]) {
         self.0.update((bytes.len() as u64).to_be_bytes());
         self.0.update(bytes);
     }
 
-    fn finish(self) -> [u8; 32] {
+    /// Zero bytes up to the end of the current 64-byte SHA-256 block, `written` bytes
+    /// having gone in so far: a state made once and cloned per key then holds whole blocks
+    /// only, none left to copy into each clone's buffer.
+    pub(crate) fn pad_block(&mut self, written: usize) {
+        const BLOCK: usize = 64;
+        let pad = written.next_multiple_of(BLOCK) - written;
+        self.0.update(&[0; BLOCK][..pad]);
+    }
+
+    pub(crate) fn finish(self) -> [u8; 32] {
         self.0.finalize().into()
     }
 }
