@@ -107,6 +107,9 @@ struct Keyed<S, B, ResB, E, St: IdempotencyStore, X> {
     // Wait mode.
     wait_until: Option<Instant>,
     wait_step: Duration,
+    /// Boxed on purpose: only a request that waits for an in-flight duplicate needs a
+    /// timer, and `Sleep` is large; boxed, it is made once and `reset` for each wait step,
+    /// and the state of every other request stays small.
     sleep: Option<Pin<Box<Sleep>>>,
     // Armed while this future holds a claim.
     guard: Option<ClaimGuard<St, X>>,

@@ -420,6 +420,8 @@ impl PostgresStore {
             self.sql.clone(),
             self.round_trips.clone(),
         );
+        // The one place this store boxes (see the `Future` type of its `IdempotencyStore`
+        // impl for why).
         Box::pin(async move {
             let client = connection.client().await?;
             run(client, sql, round_trips).await

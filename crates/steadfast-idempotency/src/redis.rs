@@ -338,6 +338,28 @@ fn decode_record(value: &[u8]) -> Result<Record, CorruptRecord> {
 }
 
 /// A script's reply: a record (a string) or nothing.
+/// The store's future for a script's `reply` and its `decode`: the one place it boxes
+/// (see the `Future` type of its `IdempotencyStore` impl for why).
+fn decoded<T: Send + 'static>(
+    reply: impl Future<Output = Result<Value, RedisError>> + Send + 'static,
+    decode: fn(Value) -> Result<T, BoxError>,
+) -> BoxStoreFuture<T> {
+    Box::pin(async move { decode(reply.await?) })
+}
+
+fn claim_reply(value: Value) -> Result<Claim, BoxError> {
+    match value {
+        Value::Int(token) => {
+            let token = u64::try_from(token).map_err(|_| unexpected(&Value::Int(token)))?;
+            Ok(Claim::Acquired(FencingToken::new(token)))
+        }
+        other => match record_reply(other)? {
+            Some(record) => Ok(Claim::Existing(record)),
+            None => Err(unexpected(&Value::Nil)),
+        },
+    }
+}
+
 fn record_reply(value: Value) -> Result<Option<Record>, BoxError> {
     match value {
         Value::Nil => Ok(None),
@@ -395,18 +417,7 @@ where
                 keep.to_string().into_bytes(),
             ],
         );
-        Box::pin(async move {
-            match reply.await? {
-                Value::Int(token) => {
-                    let token = u64::try_from(token).map_err(|_| unexpected(&Value::Int(token)))?;
-                    Ok(Claim::Acquired(FencingToken::new(token)))
-                }
-                other => match record_reply(other)? {
-                    Some(record) => Ok(Claim::Existing(record)),
-                    None => Err(unexpected(&Value::Nil)),
-                },
-            }
-        })
+        decoded(reply, claim_reply)
     }
 
     fn complete(
@@ -418,6 +429,7 @@ where
     ) -> Self::Future<WriteOutcome> {
         let encoded = match codec::encode_response(&response) {
             Ok(encoded) => encoded,
+            // Boxed too, to be the same type; only for a response too big to encode.
             Err(err) => return Box::pin(std::future::ready(Err(err.into()))),
         };
         let reply = self.eval(
@@ -430,7 +442,7 @@ where
                 millis(ttl).to_string().into_bytes(),
             ],
         );
-        Box::pin(async move { write_reply(reply.await?) })
+        decoded(reply, write_reply)
     }
 
     fn release(&self, key: &StoreKey, token: FencingToken) -> Self::Future<WriteOutcome> {
@@ -440,12 +452,12 @@ where
             vec![self.record_key(key)],
             vec![token.get().to_string().into_bytes()],
         );
-        Box::pin(async move { write_reply(reply.await?) })
+        decoded(reply, write_reply)
     }
 
     fn get(&self, key: &StoreKey) -> Self::Future<Option<Record>> {
         let reply = self.eval(&SCRIPTS.get, GET, vec![self.record_key(key)], Vec::new());
-        Box::pin(async move { record_reply(reply.await?) })
+        decoded(reply, record_reply)
     }
 }
 
