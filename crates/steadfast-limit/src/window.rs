@@ -242,10 +242,15 @@ pub(crate) struct Windowed<A> {
 
 impl<A: LimitAlgorithm> Windowed<A> {
     pub(crate) fn new(config: WindowConfig, algorithm: A) -> Self {
+        // Each window's profile is sized for the limit it runs under.
+        let window = Accumulator {
+            profile: LevelProfile::for_limit(algorithm.limit()),
+            ..Accumulator::default()
+        };
         Self {
             config,
             algorithm,
-            window: Accumulator::default(),
+            window,
             end: None,
             start: None,
             last_rtt: Duration::ZERO,
@@ -275,7 +280,6 @@ impl<A: LimitAlgorithm> Windowed<A> {
         if self.end.is_none() {
             self.end = Some(now + self.window_after(rtt.unwrap_or_default()));
             self.start = Some(now);
-            self.window.profile = LevelProfile::for_limit(self.algorithm.limit());
         }
         let end = self.end.unwrap_or(now);
         let w = &mut self.window;

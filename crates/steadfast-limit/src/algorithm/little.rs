@@ -257,11 +257,11 @@ impl LimitAlgorithm for Little {
     fn update(&mut self, sample: &Sample) -> usize {
         let (min, max) = (self.min_limit as f64, self.max_limit as f64);
         let current = to_limit(self.estimate);
-        if sample.successes > 0 && !sample.rtt.is_zero() {
+        if let Some(rtt) = sample.timed_rtt() {
             if self.history.len() >= self.baseline_windows.max(1) {
                 self.history.pop_front();
             }
-            self.history.push_back(sample.rtt.as_secs_f64());
+            self.history.push_back(rtt);
         }
         if sample.dropped {
             self.startup = false;
@@ -269,8 +269,7 @@ impl LimitAlgorithm for Little {
             self.estimate = backed_off.clamp(min, max);
             return self.limit();
         }
-        let reached = sample.limit_reached || sample.in_flight >= current;
-        let (Some(baseline), true) = (self.baseline_secs(), reached) else {
+        let (Some(baseline), true) = (self.baseline_secs(), sample.reached(current)) else {
             return current;
         };
         let rtt = sample.rtt.as_secs_f64();

@@ -135,6 +135,18 @@ impl Sample {
         self
     }
 
+    /// The window's mean RTT in seconds, when it timed a success (not an RTT taken from
+    /// drops or carried over from the previous window).
+    pub fn timed_rtt(&self) -> Option<f64> {
+        (self.successes > 0 && !self.rtt.is_zero()).then_some(self.rtt.as_secs_f64())
+    }
+
+    /// Whether the window used all of `limit`: a request admitted during it found the
+    /// limit reached, or as many requests as `limit` were in flight.
+    pub const fn reached(&self, limit: usize) -> bool {
+        self.limit_reached || self.in_flight >= limit
+    }
+
     /// Successful requests per second over the window (0 for a zero-length window).
     pub fn throughput(&self) -> f64 {
         let secs = self.window.as_secs_f64();

@@ -167,8 +167,7 @@ impl LimitAlgorithm for Vector {
     }
 
     fn update(&mut self, sample: &Sample) -> usize {
-        let current =
-            (sample.successes > 0 && !sample.rtt.is_zero()).then_some(sample.rtt.as_secs_f64());
+        let current = sample.timed_rtt();
         let Some(past) = self.past.as_mut() else {
             // Vector's first response only seeds the average (a drop before it changes
             // nothing either).
@@ -181,9 +180,8 @@ impl LimitAlgorithm for Vector {
             return self.limit;
         };
         let threshold = past.variance.sqrt() * self.rtt_deviation_scale;
-        let reached = sample.limit_reached || sample.in_flight >= self.limit;
         if self.limit < self.max_limit
-            && reached
+            && sample.reached(self.limit)
             && !sample.dropped
             && current.is_some_and(|rtt| rtt <= past.mean)
         {
