@@ -18,7 +18,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use steadfast_core::clock::{SystemClock, WallClock};
 use steadfast_idempotency::body::ResponseBody;
 use steadfast_idempotency::{
     Claim, FencingToken, Fingerprint, IdempotencyLayer, IdempotencyStore, MemoryStore, Record,
@@ -26,6 +25,11 @@ use steadfast_idempotency::{
 };
 #[cfg(any(feature = "redis", feature = "postgres"))]
 use steadfast_test_support::backend::backend_env;
+#[cfg_attr(
+    not(any(feature = "redis", feature = "postgres")),
+    allow(unused_imports)
+)]
+use steadfast_test_support::backend::unique;
 use tokio::sync::Barrier;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -88,18 +92,6 @@ fn completed(record: Option<Record>) -> (Fingerprint, StoredResponse) {
         }) => (fingerprint, response),
         other => panic!("expected a completed record, got {other:?}"),
     }
-}
-
-/// A unique suffix for namespaces: process id and time, so concurrent and later runs
-/// against the same server never share keys or tables.
-#[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
-fn unique(test: &str) -> String {
-    let nanos = SystemClock
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{}_{:x}_{test}", std::process::id(), nanos % (1 << 40))
 }
 
 /// A backend under test: an isolated namespace on one server.

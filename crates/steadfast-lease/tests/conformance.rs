@@ -18,12 +18,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use steadfast_core::clock::{SystemClock, WallClock};
 use steadfast_lease::{
     FenceGate, FencingToken, Lease, LeaseStore, LeaseTerms, MemoryLeaseStore, Singleton,
 };
 #[cfg(any(feature = "redis", feature = "postgres", feature = "etcd"))]
 use steadfast_test_support::backend::backend_env;
+#[cfg_attr(
+    not(any(feature = "redis", feature = "postgres", feature = "etcd")),
+    allow(unused_imports)
+)]
+use steadfast_test_support::backend::unique;
 use tokio::sync::{Barrier, mpsc};
 use tokio::time::Instant;
 
@@ -52,21 +56,6 @@ fn assert_next<B: Backend>(previous: u64, token: FencingToken, what: &str) {
     } else {
         assert!(token.get() > previous, "{what}: {token:?} after {previous}");
     }
-}
-
-/// A unique suffix for namespaces: process id and time, so concurrent and later runs
-/// against the same server never share keys or schemas.
-#[cfg_attr(
-    not(any(feature = "redis", feature = "postgres", feature = "etcd")),
-    allow(dead_code)
-)]
-fn unique(test: &str) -> String {
-    let nanos = SystemClock
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{}_{:x}_{test}", std::process::id(), nanos % (1 << 40))
 }
 
 /// A backend under test: an isolated namespace on one server.

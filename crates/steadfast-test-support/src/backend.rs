@@ -17,6 +17,14 @@ fn ci() -> bool {
     std::env::var("CI").is_ok_and(|ci| ci == "true")
 }
 
+/// A unique suffix for namespaces (key prefixes, schemas, temp files): process id and
+/// wall time, so concurrent and later runs against the same server never share anything.
+pub fn unique(test: &str) -> String {
+    use steadfast_core::clock::{SystemClock, WallClock};
+    let nanos = SystemClock.since_epoch().as_nanos();
+    format!("{}_{:x}_{test}", std::process::id(), nanos % (1 << 40))
+}
+
 /// The value of the variable `var` naming a backend server, or `None` (after printing
 /// `skipped: … not set`) when it is unset or empty.
 ///

@@ -14,21 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use steadfast_core::clock::{SystemClock, WallClock};
-
 // The shared skip-or-fail rule and loopback helpers; each test binary uses only some of
 // them (like the rest of `support`, see its `allow(dead_code)`).
 #[allow(unused_imports)]
 pub use steadfast_test_support::backend::{
-    backend_env, free_port, program_available, wait_listening,
+    backend_env, free_port, program_available, unique, wait_listening,
 };
-
-/// A unique suffix for namespaces (key prefixes, schemas, temp files): process id and
-/// time, so concurrent and later runs against the same server never share anything.
-pub fn unique(test: &str) -> String {
-    let nanos = SystemClock.since_epoch().as_nanos();
-    format!("{}_{:x}_{test}", std::process::id(), nanos % (1 << 40))
-}
 
 /// Splits a `scheme://[userinfo@]host[:port][/path][?query]` URL into (the part before
 /// the host, host, port, the rest); `default_port` when it names none.
