@@ -31,7 +31,7 @@ use steadfast_test_support::backend::backend_env;
 )]
 use steadfast_test_support::backend::unique;
 use tokio::sync::Barrier;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::ServiceExt;
 
 use support::{KEY, post, replayed, text_of};
 
@@ -540,11 +540,7 @@ async fn one_round_trip_per_operation<B: Server>(server: &B) {
 
 // --- The layer over the store --------------------------------------------------------------
 
-type Svc = tower::util::BoxCloneSyncService<
-    Request<String>,
-    Response<ResponseBody<String>>,
-    steadfast_core::error::BoxError,
->;
+use support::Svc;
 
 #[derive(Clone)]
 struct Tenant(&'static str);
@@ -578,11 +574,7 @@ async fn layer_replays_and_isolates_tenants<B: Server>(server: &B) {
         .build()
         .unwrap();
     let stats = layer.stats();
-    let service: Svc = tower::util::BoxCloneSyncService::new(
-        ServiceBuilder::new()
-            .layer(layer)
-            .service(handler.service::<String>()),
-    );
+    let service = support::stack(layer, &handler);
     let trips = || B::round_trips(&store);
 
     let before = trips();
@@ -637,11 +629,7 @@ async fn layer_conflicts_and_releases<B: Server>(server: &B) {
         support::Reply::status(503),
     ]);
     let layer = IdempotencyLayer::builder(store).build().unwrap();
-    let service: Svc = tower::util::BoxCloneSyncService::new(
-        ServiceBuilder::new()
-            .layer(layer)
-            .service(handler.service::<String>()),
-    );
+    let service = support::stack(layer, &handler);
     let slow = tokio::spawn({
         let service = service.clone();
         async move { send(&service, post(Some(KEY), "{}")).await.status() }

@@ -17,14 +17,14 @@ mod support;
 
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use steadfast_idempotency::body::ResponseBody;
 use steadfast_idempotency::{IdempotencyLayer, RedisStore};
 use steadfast_test_support::backend::{RedisServer, free_port, program_available};
 use tokio::time::Instant;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::ServiceExt;
 
-use support::{Backend, post, replayed};
+use support::{Backend, Svc, post, replayed};
 
 /// How long a request may take to be refused while Redis is down: the manager's connection
 /// attempts (2 retries from 100 ms) or its 500 ms response timeout, plus slack for a busy
@@ -33,22 +33,12 @@ const REFUSED_WITHIN: Duration = Duration::from_secs(3);
 /// How long the layer may take to protect requests again once Redis is back.
 const RECOVERS_WITHIN: Duration = Duration::from_secs(5);
 
-type Svc = tower::util::BoxCloneSyncService<
-    Request<String>,
-    Response<ResponseBody<String>>,
-    steadfast_core::error::BoxError,
->;
-
 fn service(store: RedisStore, fail_open: bool, handler: &Backend) -> Svc {
     let layer = IdempotencyLayer::builder(store)
         .fail_open(fail_open)
         .build()
         .unwrap();
-    tower::util::BoxCloneSyncService::new(
-        ServiceBuilder::new()
-            .layer(layer)
-            .service(handler.service::<String>()),
-    )
+    support::stack(layer, handler)
 }
 
 async fn send(service: &Svc, key: &str) -> (Response<ResponseBody<String>>, Duration) {

@@ -16,25 +16,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
-use support::{Backend, Chunked, KEY, Reply, TestStore, post, replayed, settle, text_of};
-
-type Svc = tower::util::BoxCloneSyncService<
-    Request<String>,
-    Response<ResponseBody<String>>,
-    steadfast_core::error::BoxError,
->;
-
-/// The backend behind `layer`, boxed for brevity.
-fn stack<St, X>(layer: IdempotencyLayer<St, X>, backend: &Backend) -> Svc
-where
-    St: IdempotencyStore + Send + Sync + 'static,
-    X: steadfast_idempotency::ScopeExtractor + 'static,
-{
-    let service = ServiceBuilder::new()
-        .layer(layer)
-        .service(backend.service::<String>());
-    tower::util::BoxCloneSyncService::new(service)
-}
+use support::{
+    Backend, Chunked, KEY, Reply, Svc, TestStore, post, replayed, settle, stack, text_of,
+};
 
 async fn send(service: &mut Svc, request: Request<String>) -> Response<ResponseBody<String>> {
     service.ready().await.unwrap().call(request).await.unwrap()

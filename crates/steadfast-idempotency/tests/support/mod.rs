@@ -313,3 +313,22 @@ pub fn status_of<B>(response: &Response<B>) -> StatusCode {
 pub fn headers_of<B>(response: &Response<B>) -> &HeaderMap {
     response.headers()
 }
+
+/// The layered service the tests send requests to, boxed for brevity.
+pub type Svc = tower::util::BoxCloneSyncService<
+    Request<String>,
+    Response<ResponseBody<String>>,
+    steadfast_core::error::BoxError,
+>;
+
+/// `backend` behind `layer`, boxed.
+pub fn stack<St, X>(layer: steadfast_idempotency::IdempotencyLayer<St, X>, backend: &Backend) -> Svc
+where
+    St: steadfast_idempotency::IdempotencyStore + Send + Sync + 'static,
+    X: steadfast_idempotency::ScopeExtractor + 'static,
+{
+    let service = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(backend.service::<String>());
+    tower::util::BoxCloneSyncService::new(service)
+}
