@@ -157,17 +157,8 @@ pub struct ShedLayer<P = Priority, D = NoDeadline> {
 impl ShedLayer {
     /// A layer with every default (see the [table](ShedLayer#defaults)).
     pub fn new() -> Self {
-        let b = Self::builder();
-        Self {
-            shared: Arc::new(Shared::new(Config {
-                target: b.target,
-                interval: b.interval,
-                capacity: b.capacity,
-                retry_after: b.retry_after,
-            })),
-            priority: b.priority,
-            deadline: b.deadline,
-        }
+        // The defaults are valid: no check to fail.
+        Self::builder().into_layer()
     }
 
     /// A builder, starting from the defaults.
@@ -321,17 +312,22 @@ impl<P, D> ShedLayerBuilder<P, D> {
                 "capacity must be between 1 and 2^20",
             ));
         }
+        Ok(self.into_layer())
+    }
+
+    /// The layer, the settings already checked.
+    fn into_layer(self) -> ShedLayer<P, D> {
         let config = Config {
             target: self.target,
             interval: self.interval,
             capacity: self.capacity,
             retry_after: self.retry_after,
         };
-        Ok(ShedLayer {
+        ShedLayer {
             shared: Arc::new(Shared::new(config)),
             priority: self.priority,
             deadline: self.deadline,
-        })
+        }
     }
 }
 
